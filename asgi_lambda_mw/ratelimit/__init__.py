@@ -1,0 +1,1 @@
+"""The rate-limit layer: policy (rates and algorithms), storages and the ASGI middleware."""
