@@ -1,0 +1,233 @@
+"""JSON log lines for CloudWatch and terminals, carrying the request id and trace ids.
+
+Used by TracingMiddleware for its access lines and by apps for their own records: the
+formatter and the filter read the request's trace context from the context variable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from .._env import env_str
+from ..exceptions import ConfigurationError
+from ._context import _current
+
+__all__ = [
+    "JSONFormatter",
+    "RequestContextFilter",
+    "configure_logging",
+    "ensure_json_output",
+    "printable",
+    "resolve_log_level",
+]
+
+LIBRARY_LOGGER = "asgi_lambda_mw"
+
+_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+
+_LEVEL_HINT = "use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` or a filter.
+_STANDARD_ATTRIBUTES = frozenset(
+    {*logging.LogRecord("", 0, "", 0, "", (), None).__dict__, "message", "asctime", "taskName"}
+)
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _utc_timestamp(created: float) -> str:
+    seconds = int(created)
+    millis = int((created - seconds) * 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so a path cannot forge a plain-text log line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+class JSONFormatter(logging.Formatter):
+    """Formats a record as one line of JSON, with AWS Lambda Powertools' field names.
+
+    Fields: ``timestamp`` (ISO 8601, UTC, milliseconds), ``level``, ``message``, ``logger``,
+    ``location`` (``function:line``), then ``request_id``, ``xray_trace_id`` and ``trace_id``
+    while a request is being handled, then ``static_fields`` (default none, e.g.
+    ``{"service": "orders"}``), then whatever the record carries from ``extra=``, and
+    ``exception_name`` / ``exception`` (the traceback) / ``stack_trace`` when present.
+    Values JSON cannot encode are written as their ``str()``.
+    """
+
+    def __init__(self, *, static_fields: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self._static_fields = dict(static_fields or {})
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "timestamp": _utc_timestamp(record.created),
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+            "location": f"{record.funcName}:{record.lineno}",
+        }
+        attributes = record.__dict__
+        if "request_id" not in attributes:
+            context = _current.get()
+            if context is not None:
+                fields["request_id"] = context.request_id
+                fields["xray_trace_id"] = context.xray_trace_id
+                fields["trace_id"] = context.trace_id
+        fields.update(self._static_fields)
+        for key, value in attributes.items():
+            if key not in _STANDARD_ATTRIBUTES:
+                fields[key] = value
+        exc_info = record.exc_info
+        if exc_info and exc_info[0] is not None:
+            fields["exception_name"] = exc_info[0].__name__
+            if not record.exc_text:
+                record.exc_text = self.formatException(exc_info)
+        if record.exc_text:
+            fields["exception"] = record.exc_text
+        if record.stack_info:
+            fields["stack_trace"] = self.formatStack(record.stack_info)
+        try:
+            return json.dumps(fields, default=str, separators=(",", ":"))
+        except (TypeError, ValueError):  # e.g. a dict with tuple keys, or a reference cycle
+            safe = {
+                key: value if isinstance(value, _JSON_SCALARS) else repr(value)
+                for key, value in fields.items()
+            }
+            return json.dumps(safe, separators=(",", ":"))
+
+
+class RequestContextFilter(logging.Filter):
+    """Adds ``request_id``, ``xray_trace_id`` and ``trace_id`` attributes to every record
+    (None outside a request), so any formatter can use ``%(request_id)s``. Attach it to a
+    handler: filters on a logger do not see records propagated from child loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):  # access lines carry their own
+            context = _current.get()
+            if context is None:
+                record.request_id = record.xray_trace_id = record.trace_id = None
+            else:
+                record.request_id = context.request_id
+                record.xray_trace_id = context.xray_trace_id
+                record.trace_id = context.trace_id
+        return True
+
+
+_CONTEXT_FILTER = RequestContextFilter()
+
+
+class _JSONHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """JSON lines on a stream; with no stream, on whatever ``sys.stdout`` is at the time
+    (Lambda sends stdout to CloudWatch; uvicorn writes its access lines there too)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(sys.stdout if stream is None else stream)
+        self._follows_stdout = stream is None
+        self.setFormatter(JSONFormatter())
+        self.addFilter(_CONTEXT_FILTER)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follows_stdout:
+            self.stream = sys.stdout
+        super().emit(record)
+
+
+_shared_handler: _JSONHandler | None = None
+
+
+def resolve_log_level(level: str | int | None) -> tuple[int, bool]:
+    """The numeric level from the argument, else ``LOG_LEVEL``, else INFO; and whether it was
+    asked for (argument or environment) rather than defaulted.
+
+    Raises ConfigurationError naming ``log_level`` or ``LOG_LEVEL`` for an unknown level.
+    """
+    if level is None:
+        text = env_str("LOG_LEVEL")
+        if text is None:
+            return logging.INFO, False
+        number = _LEVELS.get(text.upper())
+        if number is None:
+            raise ConfigurationError(f"LOG_LEVEL={text!r} is not a log level: {_LEVEL_HINT}")
+        return number, True
+    if isinstance(level, bool):
+        raise ConfigurationError(f"log_level must be a level name or number, not {level!r}")
+    if isinstance(level, int):
+        if level < 0:
+            raise ConfigurationError(f"log_level must not be negative, not {level}")
+        return level, True
+    number = _LEVELS.get(level.strip().upper())
+    if number is None:
+        raise ConfigurationError(f"log_level={level!r} is not a log level: {_LEVEL_HINT}")
+    return number, True
+
+
+def _has_own_handlers(logger: logging.Logger) -> bool:
+    """Whether logging was set up for this logger or a library ancestor (root not counted)."""
+    current: logging.Logger | None = logger
+    while current is not None and current is not logging.root:
+        if current.handlers:
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
+
+
+def ensure_json_output(*loggers: logging.Logger) -> None:
+    """Make these loggers' lines come out as JSON on stdout without any logging set-up.
+
+    A logger that (or whose ancestors below root) already has a handler is left alone: the
+    user configured it. Otherwise it gets the shared JSON handler and stops propagating, so
+    Lambda's root handler (plain text) or the user's root handlers do not print it twice.
+    """
+    global _shared_handler
+    for logger in loggers:
+        if _has_own_handlers(logger):
+            continue
+        if _shared_handler is None:
+            _shared_handler = _JSONHandler()
+        logger.addHandler(_shared_handler)
+        logger.propagate = False
+
+
+def configure_logging(
+    level: str | int | None = None, *, root: bool = False, stream: TextIO | None = None
+) -> None:
+    """Send the library's log lines (logger ``asgi_lambda_mw`` and its children) to a JSON
+    handler and set their level; idempotent, so calling it twice adds no second handler.
+
+    ``level`` (default None: ``LOG_LEVEL``, else INFO). ``stream`` (default None: stdout at
+    the time of each line). ``root`` (default False): also make the app's own records JSON,
+    with the request id: existing root handlers (such as Lambda's) get the JSON formatter, or
+    root gets the JSON handler when it has none; root's level is set too.
+    Raises ConfigurationError for an unknown level.
+    """
+    number, _ = resolve_log_level(level)
+    library = logging.getLogger(LIBRARY_LOGGER)
+    if not any(isinstance(handler, _JSONHandler) for handler in library.handlers):
+        library.addHandler(_JSONHandler(stream))
+    library.propagate = False
+    library.setLevel(number)
+    if root:
+        root_logger = logging.getLogger()
+        if not root_logger.handlers:
+            root_logger.addHandler(_JSONHandler(stream))
+        for handler in root_logger.handlers:
+            if not isinstance(handler.formatter, JSONFormatter):
+                handler.setFormatter(JSONFormatter())
+            handler.addFilter(_CONTEXT_FILTER)  # a no-op when already there
+        root_logger.setLevel(number)
