@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Sequence
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware as _StarletteCORSMiddleware
 from starlette.responses import Response
 
@@ -43,6 +43,8 @@ _ORIGIN = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+_NOTHING: tuple[tuple[bytes, bytes], ...] = ()
 
 # What a granted preflight carries; a denied one carries none of it, only Vary.
 _PREFLIGHT_GRANTS = (
@@ -164,15 +166,15 @@ class CORSMiddleware(_StarletteCORSMiddleware):
         self._exact_origins = frozenset(exact_origins)
         self._predicate = allow_origin_predicate
         self._active = bool(allow_all_origins or exact_origins or pattern or allow_origin_predicate)
-        # Precomputed headers for a response: to any origin ("*"), or to one allowed origin
-        # (which also gets Access-Control-Allow-Origin: <its origin>).
-        self._wildcard_headers = {"Access-Control-Allow-Origin": "*"}
-        self._allowed_origin_headers: dict[str, str] = {}
+        # Precomputed raw headers for a response: to any origin ("*"), or to one allowed
+        # origin (which also gets Access-Control-Allow-Origin: <its origin>).
+        granted: list[tuple[bytes, bytes]] = []
         if allow_credentials:
-            self._allowed_origin_headers["Access-Control-Allow-Credentials"] = "true"
+            granted.append((b"access-control-allow-credentials", b"true"))
         if exposed:
-            self._wildcard_headers["Access-Control-Expose-Headers"] = ", ".join(exposed)
-            self._allowed_origin_headers["Access-Control-Expose-Headers"] = ", ".join(exposed)
+            granted.append((b"access-control-expose-headers", ", ".join(exposed).encode()))
+        self._allowed_origin_headers = granted
+        self._wildcard_headers = [(b"access-control-allow-origin", b"*"), *granted]
         if not self._active:
             logger.debug("no CORS origin configured: the CORS layer passes requests through")
 
@@ -213,17 +215,18 @@ class CORSMiddleware(_StarletteCORSMiddleware):
         if message["type"] != "http.response.start":
             await send(message)
             return
-        message.setdefault("headers", [])
-        headers = MutableHeaders(scope=message)
         if self.allow_all_origins:
             # The same headers whatever the Origin, so caches need no Vary.
-            headers.update(self._wildcard_headers)
+            message["headers"] = _with_cors(message.get("headers", ()), self._wildcard_headers)
         else:
             origin = request_headers.get("origin")
+            granted: Sequence[tuple[bytes, bytes]] = _NOTHING
             if origin is not None and self.is_allowed_origin(origin):
-                headers["Access-Control-Allow-Origin"] = origin
-                headers.update(self._allowed_origin_headers)
-            _vary_on_origin(headers)
+                granted = [
+                    (b"access-control-allow-origin", origin.encode("latin-1")),
+                    *self._allowed_origin_headers,
+                ]
+            message["headers"] = _with_cors(message.get("headers", ()), granted, vary=True)
         await send(message)
 
 
@@ -313,11 +316,34 @@ def _compile_regex(pattern: str | re.Pattern[str] | None) -> re.Pattern[str] | N
         ) from None
 
 
-def _vary_on_origin(headers: MutableHeaders) -> None:
-    """Append Origin to Vary unless it (or ``*``) is already there; never overwrite."""
-    existing = headers.getlist("vary")
-    for value in existing:
-        for field in value.split(","):
-            if field.strip().lower() in ("origin", "*"):
-                return
-    headers["Vary"] = ", ".join([*existing, "Origin"])
+def _with_cors(
+    headers: Iterable[tuple[bytes, bytes]],
+    granted: Sequence[tuple[bytes, bytes]],
+    *,
+    vary: bool = False,
+) -> list[tuple[bytes, bytes]]:
+    """Response headers with ``granted`` replacing the app's own of the same names, and, with
+    ``vary``, Origin appended to Vary unless it (or ``*``) is there already."""
+    replaced = {name for name, _ in granted}
+    result: list[tuple[bytes, bytes]] = []
+    vary_at = -1
+    for name, value in headers:
+        if name in replaced:
+            continue
+        if vary and name == b"vary":
+            fields = [field.strip().lower() for field in value.split(b",")]
+            if b"origin" in fields or b"*" in fields:
+                vary = False
+            elif vary_at < 0:
+                vary_at = len(result)
+            else:  # a second Vary header joins the first, as Starlette does
+                result[vary_at] = (b"vary", result[vary_at][1] + b", " + value)
+                continue
+        result.append((name, value))
+    result.extend(granted)
+    if vary:
+        if vary_at < 0:
+            result.append((b"vary", b"Origin"))
+        else:
+            result[vary_at] = (b"vary", result[vary_at][1] + b", Origin")
+    return result

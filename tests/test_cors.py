@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket
 
 from asgi_lambda_mw.cors import DEFAULT_MAX_AGE, CORSMiddleware
 from asgi_lambda_mw.exceptions import ConfigurationError
-from asgi_lambda_mw.types import Message
+from asgi_lambda_mw.types import Message, Receive, Scope, Send
 
 SITE = "https://example.com"
 HOSTILE_ORIGINS = [
@@ -203,6 +203,30 @@ async def test_vary_is_appended_to_the_apps_vary() -> None:
 async def test_vary_origin_set_by_the_app_is_not_repeated() -> None:
     response = await _get(SITE, path="/vary?vary=Accept, origin", allow_origins=[SITE])
     assert _vary(response) == ["accept", "origin"]
+
+
+async def test_several_vary_headers_become_one_ending_with_origin() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"vary", b"Accept"), (b"x-other", b"1"), (b"vary", b"Cookie")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with _client(CORSMiddleware(app, allow_origins=[SITE])) as client:
+        response = await client.get("/", headers={"Origin": SITE})
+    assert response.headers.get_list("vary") == ["Accept, Cookie, Origin"]
+    assert response.headers["x-other"] == "1"
+
+
+async def test_apps_own_cors_headers_are_replaced_for_an_allowed_origin() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"X")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with _client(CORSMiddleware(app, allow_origins=[SITE], expose_headers="Y")) as client:
+        response = await client.get("/", headers={"Origin": SITE})
+    assert response.headers.get_list("access-control-allow-origin") == [SITE]
+    assert response.headers.get_list("access-control-expose-headers") == ["Y"]
 
 
 async def test_credentials_and_exposed_headers_for_an_allowed_origin() -> None:
