@@ -125,7 +125,8 @@ class CORSMiddleware(_StarletteCORSMiddleware):
             _check_tokens(methods, "allow_methods", "a method")
         _check_tokens(headers, headers_setting, "a header name")
         _check_tokens(exposed, exposed_setting, "a header name")
-        _check_tokens(list(extra_expose_headers), "extra_expose_headers", "a header name")
+        extra_exposed = _items(extra_expose_headers)
+        _check_tokens(extra_exposed, "extra_expose_headers", "a header name")
 
         allow_all_origins = "*" in origins
         exact_origins = _check_origins(origins, origins_setting)
@@ -150,7 +151,7 @@ class CORSMiddleware(_StarletteCORSMiddleware):
         if "*" in exposed:
             exposed = ["*"]
         else:
-            exposed = _unique([*exposed, *extra_expose_headers])
+            exposed = _unique([*exposed, *extra_exposed])
 
         super().__init__(
             app,
