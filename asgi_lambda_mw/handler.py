@@ -9,6 +9,7 @@ non-HTTP events (warm-up pings, schedules) without the app and malformed events 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -126,7 +127,7 @@ class LambdaHandler:
         try:
             handler = handler_cls(event, context, self._config)
             scope = handler.scope
-            body = handler.body
+            body = handler.body if handler_cls is LambdaAtEdge else _request_body(event)
             if not isinstance(scope["method"], str) or not scope["method"]:
                 raise _MalformedEvent("the HTTP method is not a string")
             if not isinstance(scope["path"], str):
@@ -295,6 +296,15 @@ def _http_handler_class(event: Any) -> type[_MangumHandler] | None:
     if "httpMethod" in event or "rawPath" in event:
         raise _MalformedEvent("an HTTP request without requestContext")
     return None
+
+
+def _request_body(event: dict[str, Any]) -> bytes:
+    # Mangum's decoding drops characters outside the base64 alphabet; a body that is not valid
+    # base64 is a malformed event, not an empty or truncated body.
+    body = event.get("body") or b""
+    if event.get("isBase64Encoded"):
+        return base64.b64decode(body, validate=True)
+    return body if isinstance(body, bytes) else body.encode()
 
 
 def _non_http_kind(event: Any) -> str:

@@ -54,7 +54,7 @@ class LambdaContext:
     invoked_function_arn: str = (
         f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:asgi-lambda-mw-test"
     )
-    memory_limit_in_mb: int = 512
+    memory_limit_in_mb: int | str = 512
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "/aws/lambda/asgi-lambda-mw-test"
     log_stream_name: str = "2024/01/01/[$LATEST]0123456789abcdef0123456789abcdef"
