@@ -8,6 +8,7 @@ Skipped when Chromium is not installed, except in CI, where that is a failure.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from asgi_lambda_mw.cors import CORSMiddleware
+from asgi_lambda_mw.ratelimit.middleware import RateLimitMiddleware
+from asgi_lambda_mw.ratelimit.storage.memory import MemoryStorage
+from asgi_lambda_mw.tracing import (
+    ServerErrorMiddleware,
+    TracingMiddleware,
+    json_server_error_handler,
+)
 from asgi_lambda_mw.types import ASGIApp
 
 EXPOSED = ["RateLimit", "RateLimit-Policy", "Retry-After", "X-Request-ID"]
@@ -97,25 +105,45 @@ def _serve(app: ASGIApp) -> Iterator[str]:
 
 
 class _CountingAPI:
-    """The app behind the CORS layer: answers LIMIT requests, then 429 like a rate limiter."""
+    """The app at the bottom of the stack: records the requests that reach it."""
 
     def __init__(self) -> None:
         self.requests: list[str] = []
-        self.app = Starlette(routes=[Route("/hello", self._hello, methods=["GET", "POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/hello", self._hello, methods=["GET", "POST"]),
+                Route("/boom", self._boom),
+            ],
+            # What compose() installs, so the app's own 500 is the JSON one with the request id.
+            exception_handlers={Exception: json_server_error_handler},
+        )
 
     async def _hello(self, request: Request) -> Response:
         self.requests.append(request.method)
-        number = len(self.requests)
-        headers = {
-            "RateLimit": f'"default";r={max(LIMIT - number, 0)};t=60',
-            "RateLimit-Policy": f'"default";q={LIMIT};w=60',
-            "X-Request-ID": f"req-{number}",
-            "X-Not-Exposed": "secret",
-        }
-        if number > LIMIT:
-            headers["Retry-After"] = "60"
-            return PlainTextResponse("Too Many Requests", status_code=429, headers=headers)
-        return PlainTextResponse(f"hello {request.method}", headers=headers)
+        return PlainTextResponse(f"hello {request.method}", headers={"X-Not-Exposed": "secret"})
+
+    async def _boom(self, request: Request) -> Response:
+        self.requests.append("BOOM")
+        raise RuntimeError("the app failed")
+
+
+def _stack(app: ASGIApp, allowed_origin: str) -> ASGIApp:
+    """The stack in compose()'s order: Tracing -> CORS -> ServerError -> RateLimit -> app."""
+    limited = RateLimitMiddleware(
+        app, rate=f"{LIMIT}/minute", storage=MemoryStorage(), exempt_paths=["/boom"]
+    )
+    cors = CORSMiddleware(
+        ServerErrorMiddleware(limited),
+        allow_origins=[allowed_origin],
+        allow_headers=["Content-Type"],
+        extra_expose_headers=EXPOSED,
+    )
+    return TracingMiddleware(cors, id_factory=_request_ids())
+
+
+def _request_ids() -> Callable[[], str]:
+    numbers = itertools.count(1)
+    return lambda: f"req-{next(numbers)}"
 
 
 def _run_page(
@@ -161,6 +189,7 @@ def _plan(api_origin: str) -> list[dict[str, Any]]:
         {"url": hello},
         {"url": hello, "init": json_post},
         {"url": hello},
+        {"url": f"{api_origin}/boom"},
     ]
 
 
@@ -181,12 +210,7 @@ def browser_runs(
     with _serve(_page_app()) as allowed_page, _serve(_page_app()) as denied_page:
         for name, page_origin in (("allowed", allowed_page), ("denied", denied_page)):
             api = _CountingAPI()
-            stack = CORSMiddleware(
-                api.app,
-                allow_origins=[allowed_page],
-                allow_headers=["Content-Type"],
-                extra_expose_headers=EXPOSED,
-            )
+            stack = _stack(api.app, allowed_page)
             with _serve(stack) as api_origin:
                 profile = tmp_path_factory.mktemp(f"chromium-{name}")
                 results = _run_page(chromium, profile, page_origin, _plan(api_origin))
@@ -203,9 +227,9 @@ def test_allowed_origin_reads_the_body(browser_runs: Any) -> None:
 def test_allowed_origin_reads_the_exposed_headers(browser_runs: Any) -> None:
     results, _ = browser_runs["allowed"]
     headers = results[0]["headers"]
-    assert headers["x-request-id"] == "req-1"
-    assert headers["ratelimit"] == '"default";r=1;t=60'
-    assert headers["ratelimit-policy"] == f'"default";q={LIMIT};w=60'
+    assert headers["x-request-id"].startswith("req-")
+    assert re.search(r";r=1(;|$)", headers["ratelimit"])
+    assert f";q={LIMIT};" in headers["ratelimit-policy"]
 
 
 def test_headers_not_exposed_stay_hidden_from_the_page(browser_runs: Any) -> None:
@@ -221,13 +245,21 @@ def test_allowed_origin_passes_the_preflight_for_a_json_post(browser_runs: Any) 
 
 
 def test_allowed_origin_reads_a_429_and_its_headers(browser_runs: Any) -> None:
-    results, _ = browser_runs["allowed"]
+    results, reached_app = browser_runs["allowed"]
     limited = results[2]
     assert limited["status"] == 429
-    assert limited["body"] == "Too Many Requests"
-    assert limited["headers"]["retry-after"] == "60"
-    assert limited["headers"]["ratelimit"] == '"default";r=0;t=60'
-    assert limited["headers"]["x-request-id"] == "req-3"
+    assert json.loads(limited["body"])["title"] == "Too Many Requests"
+    assert int(limited["headers"]["retry-after"]) >= 1
+    assert re.search(r";r=0(;|$)", limited["headers"]["ratelimit"])
+    assert limited["headers"]["x-request-id"].startswith("req-")
+    assert reached_app[:2] == ["GET", "POST"]
+
+
+def test_allowed_origin_reads_a_500_from_the_app(browser_runs: Any) -> None:
+    results, _ = browser_runs["allowed"]
+    failed = results[3]
+    assert failed["status"] == 500
+    assert json.loads(failed["body"])["request_id"] == failed["headers"]["x-request-id"]
 
 
 def test_disallowed_origin_cannot_read_the_response(browser_runs: Any) -> None:
@@ -238,4 +270,4 @@ def test_disallowed_origin_cannot_read_the_response(browser_runs: Any) -> None:
 
 def test_disallowed_origin_preflight_keeps_the_post_from_the_app(browser_runs: Any) -> None:
     _, reached_app = browser_runs["denied"]
-    assert reached_app == ["GET", "GET"]
+    assert reached_app == ["GET", "GET", "BOOM"]
