@@ -18,6 +18,7 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from mangum.handlers import ALB, APIGateway, HTTPGateway, LambdaAtEdge
 from mangum.protocols import HTTPCycle
 from mangum.types import LambdaHandler as _MangumHandler
@@ -37,6 +38,9 @@ EventCallback = Callable[[Any, LambdaContext], Any]
 """``on_event(event, context)``: answers Lambda events that are not HTTP requests."""
 
 _WARMUP_SOURCES = frozenset({"serverless-plugin-warmup"})
+# Mangum's list plus structured-syntax suffixes, so an application/problem+json 429 stays text:
+# a REST API passes a base64 body through undecoded unless binary media types are configured.
+_TEXT_MIME_TYPES = (*DEFAULT_TEXT_MIME_TYPES, "+json", "+xml")
 _JSON_SEPARATORS = (",", ":")
 
 
@@ -103,7 +107,7 @@ class LambdaHandler:
             self._app,
             lifespan="off",
             api_gateway_base_path="/",
-            text_mime_types=list(text_mime_types) if text_mime_types is not None else None,
+            text_mime_types=list(_TEXT_MIME_TYPES if text_mime_types is None else text_mime_types),
             exclude_headers=list(exclude_headers) if exclude_headers is not None else None,
         )
         self._config = self._mangum.config
@@ -257,8 +261,9 @@ def lambda_handler(
       requests nor warm-up pings (schedules, queues, anything else); its return value is the
       invocation's result, and its exceptions propagate so Lambda can retry. Without it such
       events are answered ``{"ignored": True, "event": "scheduled" | "unrecognised"}``.
-    - ``text_mime_types``, ``exclude_headers`` (None): passed to Mangum (which response bodies are
-      text rather than base64, which response headers to drop).
+    - ``text_mime_types`` (None: Mangum's list plus "+json" and "+xml"): response content types,
+      matched as substrings, whose bodies are sent as text rather than base64.
+    - ``exclude_headers`` (None): response headers to drop, passed to Mangum.
 
     Warm-up pings (``{"source": "serverless-plugin-warmup"}`` or ``{"warmer": true}``) run the
     lifespan startup and are answered ``{"warm": True, "cold_start": bool}``; they never reach the

@@ -95,6 +95,11 @@ def make_app(calls: Calls) -> FastAPI:
     async def post_binary(request: Request) -> Response:
         return Response(content=(await request.body())[::-1], media_type="image/png")
 
+    @app.get("/problem")
+    async def problem() -> Response:
+        body = b'{"type":"about:blank","title":"Teapot","status":418}'
+        return Response(body, status_code=418, media_type="application/problem+json")
+
     @app.get("/cookies")
     async def set_cookies(response: Response) -> dict[str, bool]:
         response.set_cookie("flavour", "chocolate")
@@ -235,6 +240,16 @@ def test_binary_body_in_and_out(shape: str, make_handler: Callable[..., LambdaHa
     assert answer["isBase64Encoded"] is True
     assert body_of(answer) == payload[::-1]
     assert header_values(answer, "content-type") == ["image/png"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_problem_json_body_is_sent_as_text(
+    shape: str, make_handler: Callable[..., LambdaHandler]
+) -> None:
+    # A REST API would hand a base64 body to the client undecoded.
+    answer = invoke(make_handler(), SHAPES[shape]("GET", "/problem"))
+    assert answer["isBase64Encoded"] is False
+    assert json.loads(answer["body"])["title"] == "Teapot"
 
 
 # --- who is calling --------------------------------------------------------------------------
