@@ -1,7 +1,8 @@
 """CORS as a real browser sees it: headless Chromium, a page on one origin, the API on another.
 
-Both are served by uvicorn on 127.0.0.1. The page's script fetches the API and writes what it
-could read (status, body, headers) into the DOM, which Chromium dumps for the test to read.
+The API is compose()'s stack; both are served by uvicorn on 127.0.0.1. The page's script
+fetches the API and writes what it could read (status, body, headers) into the DOM, which
+Chromium dumps for the test to read.
 Skipped when Chromium is not installed, except in CI, where that is a failure.
 """
 
@@ -29,17 +30,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from asgi_lambda_mw.cors import CORSMiddleware
-from asgi_lambda_mw.ratelimit.middleware import RateLimitMiddleware
 from asgi_lambda_mw.ratelimit.storage.memory import MemoryStorage
-from asgi_lambda_mw.tracing import (
-    ServerErrorMiddleware,
-    TracingMiddleware,
-    json_server_error_handler,
-)
+from asgi_lambda_mw.stack import compose
 from asgi_lambda_mw.types import ASGIApp
 
-EXPOSED = ["RateLimit", "RateLimit-Policy", "Retry-After", "X-Request-ID"]
 LIMIT = 2  # requests the API answers before it starts answering 429
 
 _PAGE = """<!doctype html>
@@ -113,9 +107,7 @@ class _CountingAPI:
             routes=[
                 Route("/hello", self._hello, methods=["GET", "POST"]),
                 Route("/boom", self._boom),
-            ],
-            # What compose() installs, so the app's own 500 is the JSON one with the request id.
-            exception_handlers={Exception: json_server_error_handler},
+            ]
         )
 
     async def _hello(self, request: Request) -> Response:
@@ -128,17 +120,17 @@ class _CountingAPI:
 
 
 def _stack(app: ASGIApp, allowed_origin: str) -> ASGIApp:
-    """The stack in compose()'s order: Tracing -> CORS -> ServerError -> RateLimit -> app."""
-    limited = RateLimitMiddleware(
-        app, rate=f"{LIMIT}/minute", storage=MemoryStorage(), exempt_paths=["/boom"]
+    """The library's own stack, with a tiny rate limit and numbered request ids."""
+    return compose(
+        app,
+        rate_limit={
+            "rate": f"{LIMIT}/minute",
+            "storage": MemoryStorage(),
+            "exempt_paths": ["/boom"],
+        },
+        cors={"allow_origins": [allowed_origin], "allow_headers": ["Content-Type"]},
+        tracing={"id_factory": _request_ids()},
     )
-    cors = CORSMiddleware(
-        ServerErrorMiddleware(limited),
-        allow_origins=[allowed_origin],
-        allow_headers=["Content-Type"],
-        extra_expose_headers=EXPOSED,
-    )
-    return TracingMiddleware(cors, id_factory=_request_ids())
 
 
 def _request_ids() -> Callable[[], str]:
