@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -789,3 +790,52 @@ async def test_works_under_fastapi_add_middleware() -> None:
     assert first.json() == {"count": 3}
     assert "RateLimit" in first.headers
     assert second.status_code == 429
+
+
+# --- real storage faults: DynamoDBStorage on a closed port and on a server that never answers ---
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_dynamodb_on_a_closed_port_fails_open() -> None:
+    from asgi_lambda_mw.ratelimit.storage.dynamodb import DynamoDBStorage
+
+    storage = DynamoDBStorage("limits", endpoint_url=f"http://127.0.0.1:{_closed_port()}")
+    harness = Harness(storage=storage, timeout=5)
+    try:
+        response = await harness.get()
+    finally:
+        await storage.aclose()
+    assert response.status_code == 200
+    assert "RateLimit" not in response.headers
+
+
+async def test_dynamodb_that_never_answers_fails_closed_within_the_budget() -> None:
+    from asgi_lambda_mw.ratelimit.storage.dynamodb import DynamoDBStorage
+
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    storage = DynamoDBStorage("limits", endpoint_url=f"http://127.0.0.1:{port}", timeout=30)
+    harness = Harness(storage=storage, timeout=0.1, fail_open=False)
+    try:
+        started = time.perf_counter()
+        response = await harness.get()
+        elapsed = time.perf_counter() - started
+    finally:
+        await storage.aclose()
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert elapsed < 5
