@@ -19,7 +19,7 @@ __all__ = ["CommandError", "build_parser", "main"]
 PROG = "asgi-lambda"
 # Modules of this package, each with ``register(subcommands) -> None``; listed, not discovered,
 # so `--help` is stable and a broken optional module fails loudly.
-_COMMAND_GROUPS: tuple[str, ...] = ("table",)
+_COMMAND_GROUPS: tuple[str, ...] = ("watch", "invoke", "events", "table")
 
 Command = Callable[[argparse.Namespace], int]
 
