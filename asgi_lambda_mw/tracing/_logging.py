@@ -80,15 +80,13 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "location": f"{record.funcName}:{record.lineno}",
         }
-        attributes = record.__dict__
-        if "request_id" not in attributes:
-            context = _current.get()
-            if context is not None:
-                fields["request_id"] = context.request_id
-                fields["xray_trace_id"] = context.xray_trace_id
-                fields["trace_id"] = context.trace_id
+        context = _current.get()
+        if context is not None:  # a record's own (extra=, filter) values take precedence
+            fields["request_id"] = context.request_id
+            fields["xray_trace_id"] = context.xray_trace_id
+            fields["trace_id"] = context.trace_id
         fields.update(self._static_fields)
-        for key, value in attributes.items():
+        for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRIBUTES:
                 fields[key] = value
         exc_info = record.exc_info

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..types import ASGIApp, Message, Receive, Scope, Send
-from ._context import current_request_id
+from ._context import current_request_id, current_trace_context
 from ._logging import printable
 
 __all__ = ["ServerErrorMiddleware", "json_server_error_handler"]
@@ -129,6 +129,11 @@ class SafetyNet:
         scope[_HANDLED_KEY] = exc
         method, path = scope.get("method"), scope.get("path")
         extra: dict[str, Any] = {"method": method, "path": path, "response_started": started}
+        context = current_trace_context()
+        if context is not None:  # on the record itself, for handlers that format later
+            extra["request_id"] = context.request_id
+            extra["xray_trace_id"] = context.xray_trace_id
+            extra["trace_id"] = context.trace_id
         self._logger.error(
             "Unhandled exception in %s %s", method, printable(str(path)), exc_info=exc, extra=extra
         )
