@@ -3,7 +3,6 @@ it costs, and how it fails (always StorageError, never a hang)."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 import uuid
@@ -240,14 +239,3 @@ def test_bad_endpoint_variable_fails_at_construction(monkeypatch: pytest.MonkeyP
 
     with pytest.raises(ConfigurationError, match="AWS_ENDPOINT_URL_DYNAMODB"):
         DynamoDBStorage("rate-limit")
-
-
-async def test_concurrent_hits_admit_exactly_the_limit(dynamodb_endpoint: str) -> None:
-    storage = DynamoDBStorage(
-        _new_table(dynamodb_endpoint), endpoint_url=dynamodb_endpoint, clock=Clock(), timeout=10
-    )
-
-    decisions = await asyncio.gather(*(storage.hit("client", Rate(7, 3600)) for _ in range(30)))
-
-    assert sum(decision.allowed for decision in decisions) == 7
-    await storage.aclose()
