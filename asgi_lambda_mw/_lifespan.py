@@ -7,6 +7,7 @@ it suspended between invocations, so startup runs once and its state reaches eve
 from __future__ import annotations
 
 import asyncio
+import atexit
 import enum
 import logging
 from typing import Any, Literal
@@ -91,7 +92,9 @@ class OnceLifespan:
             scope["state"] = state
             try:
                 await self._app(scope, receive, send)
-            except BaseException as exc:
+            except (GeneratorExit, asyncio.CancelledError):
+                raise  # the loop is going away: nothing to report to
+            except Exception as exc:
                 if startup.done():
                     if startup.result() is _Outcome.STARTED:
                         logger.error("exception in the app's lifespan", exc_info=exc)
@@ -102,12 +105,11 @@ class OnceLifespan:
                     failure.append(f"{type(exc).__name__}: {exc}")
                     startup.set_result(_Outcome.FAILED)
                     logger.error("exception in the app's lifespan startup", exc_info=exc)
-            finally:
-                if not startup.done():
-                    failure.append("the app returned before answering lifespan.startup")
-                    startup.set_result(_Outcome.UNSUPPORTED)
-                if not shutdown_done.done():
-                    shutdown_done.set_result(None)
+            if not startup.done():
+                failure.append("the app returned before answering lifespan.startup")
+                startup.set_result(_Outcome.UNSUPPORTED)
+            if not shutdown_done.done():
+                shutdown_done.set_result(None)
 
         task = loop.create_task(run())
         outcome = loop.run_until_complete(startup)
@@ -118,6 +120,7 @@ class OnceLifespan:
             self._shutdown_requested = shutdown_requested
             self._shutdown_done = shutdown_done
             self.started = True
+            _running.add(self)
             return
         # Let the app's lifespan coroutine finish (it usually re-raises after startup.failed).
         loop.run_until_complete(shutdown_done)
@@ -140,11 +143,26 @@ class OnceLifespan:
             return
         self._loop = self._task = None
         self.started = self._mode == "off"
-        if loop.is_closed() or task.done():
+        _running.discard(self)
+        if loop.is_closed() or loop.is_running() or task.done():
             return
         requested.set()
         loop.run_until_complete(done)
         loop.run_until_complete(task)
+
+
+# Started lifespans, held so their parked task is never garbage-collected while pending, and
+# shut down at interpreter exit so the app can close what its startup opened.
+_running: set[OnceLifespan] = set()
+
+
+@atexit.register
+def _shut_down_at_exit() -> None:
+    for lifespan in list(_running):
+        try:
+            lifespan.shutdown()
+        except Exception:
+            logger.exception("the app's lifespan shutdown failed at exit")
 
 
 class _Unsupported(Exception):
