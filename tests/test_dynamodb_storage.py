@@ -199,7 +199,7 @@ async def test_unreachable_endpoint_raises_storage_error(unused_port: int) -> No
 async def test_missing_table_raises_storage_error(moto_endpoint: str) -> None:
     storage = DynamoDBStorage("no-such-table", endpoint_url=moto_endpoint)
 
-    with pytest.raises(StorageError, match="ResourceNotFoundException") as raised:
+    with pytest.raises(StorageError, match="no-such-table: ResourceNotFoundException") as raised:
         await storage.hit("client", Rate(5, 60), algorithm="fixed")
 
     assert not raised.value.retryable

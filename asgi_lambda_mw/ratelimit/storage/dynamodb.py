@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ..._aws.dynamodb import ConditionalCheckFailed, DynamoDBClient
+from ..._aws.dynamodb import ConditionalCheckFailed, DynamoDBClient, DynamoDBError
 from ..._env import env_str
 from ...exceptions import ConfigurationError, StorageError
 from ..policy import Algorithm, Decision, Rate, WindowCounts, admission_ceiling, decide, roll_window
@@ -109,6 +109,13 @@ class DynamoDBStorage:
             if algorithm == "fixed":
                 return await hit.fixed()
             return await hit.sliding()
+        except DynamoDBError as error:  # name the table: the error alone does not
+            raise DynamoDBError(
+                f"DynamoDB table {self.table_name}: {error}",
+                code=error.code,
+                status=error.status,
+                retryable=error.retryable,
+            ) from error
         except StorageError:
             raise
         except Exception as error:  # a malformed response, a client bug: still a storage failure
