@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -107,6 +108,17 @@ def make_app(calls: Calls) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _lambda_event_loop() -> Iterator[None]:
+    """The one event loop of a Lambda process (Mangum runs everything on the current loop),
+    closed after this module so no test leaves an open loop behind."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 @pytest.fixture
