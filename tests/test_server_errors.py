@@ -62,6 +62,11 @@ def logs() -> Iterator[Records]:
         logging.getLogger("asgi_lambda_mw.errors"),
     ]
     saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:  # earlier tests (any file) may have left handlers or propagate=False
+        if lg is not logging.root:
+            lg.handlers.clear()
+            lg.propagate = True
+            lg.setLevel(logging.NOTSET)
     for lg in loggers[: len(_WATCHED_LOGGERS)]:
         lg.addHandler(handler)
         lg.setLevel(logging.INFO)

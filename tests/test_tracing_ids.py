@@ -65,9 +65,14 @@ _LIBRARY_LOGGERS = ("asgi_lambda_mw", "asgi_lambda_mw.access", "asgi_lambda_mw.e
 
 @pytest.fixture(autouse=True)
 def _restore_library_loggers() -> Iterator[None]:
-    """The middleware may install a JSON handler; each test starts from the same state."""
+    """The middleware may install a JSON handler: each test starts clean and leaves no trace."""
     loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
     saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:  # earlier tests (any file) may have left handlers or propagate=False
+        if lg is not logging.root:
+            lg.handlers.clear()
+            lg.propagate = True
+            lg.setLevel(logging.NOTSET)
     try:
         yield
     finally:

@@ -110,6 +110,11 @@ def _restore_loggers() -> Iterator[None]:
     """The middleware and configure_logging change global logging state; undo it after."""
     loggers = [logging.getLogger(name) for name in _SAVED_LOGGERS]
     saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:  # earlier tests (any file) may have left handlers or propagate=False
+        if lg is not logging.root:
+            lg.handlers.clear()
+            lg.propagate = True
+            lg.setLevel(logging.NOTSET)
     try:
         yield
     finally:
