@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ def embedded_dynamodb(*, table_name: str, region: str) -> Iterator[EmbeddedDynam
         ) from None
     from ..cli.table import create_table
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

@@ -88,9 +88,9 @@ class FunctionHost:
         ahead = self._queue.submit(invocation)
         self._ensure_running()
         # Those ahead may each take the full timeout; a cold start may take the init timeout.
-        if not invocation.delivered.wait(self._settings.init_timeout + timeout * (ahead + 1)):
+        if not invocation.dequeued.wait(self._settings.init_timeout + timeout * (ahead + 1)):
             self._queue.withdraw(invocation, Outcome("timeout"))
-            if not invocation.delivered.is_set():
+            if invocation.deadline_ms is None:  # no runtime ever took it
                 logger.warning("the function did not take the invocation in time: restarting")
                 self.restart()
         elif not invocation.done.wait(timeout + _DEADLINE_GRACE):

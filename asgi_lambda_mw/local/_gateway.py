@@ -318,7 +318,8 @@ def _rest_event(
                 "userAgent": request.header("user-agent"),
                 "userArn": None,
             },
-            "path": f"/{_REST_STAGE}{path}",
+            # The local URL has no stage in it, as through a custom domain name.
+            "path": path,
             "protocol": "HTTP/1.1",
             "requestId": request_id,
             "requestTime": _request_time(now),

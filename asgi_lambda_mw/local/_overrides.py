@@ -84,8 +84,10 @@ def _rest(event: dict[str, Any], o: RequestOverrides) -> None:
         event["httpMethod"] = context["httpMethod"] = o.method.upper()
     if o.path is not None:
         event["path"] = o.path
-        if "stage" in context:
-            context["path"] = f"/{context['stage']}{o.path}"
+        old_path = str(context.get("path", ""))
+        stage = f"/{context.get('stage', '')}"
+        # Keep the stage prefix if the example had one (a request through the execute-api host).
+        context["path"] = stage + o.path if old_path.startswith(stage + "/") else o.path
         if "{proxy+}" in str(event.get("resource", "")):
             event["pathParameters"] = {"proxy": unquote(o.path.lstrip("/"))}
     if o.query is not None:

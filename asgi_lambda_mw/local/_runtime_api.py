@@ -50,7 +50,8 @@ class Invocation:
     deadline_ms: int | None = None
     cold_start: bool = False
     outcome: Outcome | None = None
-    delivered: threading.Event = field(default_factory=threading.Event)
+    dequeued: threading.Event = field(default_factory=threading.Event)
+    """Set when a runtime takes it, or when it is ended before one could."""
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -88,7 +89,7 @@ class InvocationQueue:
             invocation.deadline_ms = int((self._clock() + invocation.timeout) * 1000)
             invocation.cold_start = cold_start
             self._in_flight[invocation.request_id] = invocation
-            invocation.delivered.set()
+            invocation.dequeued.set()
             return invocation
 
     def finish(self, request_id: str, outcome: Outcome) -> bool:
@@ -112,6 +113,7 @@ class InvocationQueue:
         if not invocation.done.is_set():
             invocation.outcome = outcome
             invocation.done.set()
+        invocation.dequeued.set()
 
     def fail_in_flight(self, outcome: Outcome) -> int:
         with self._changed:
@@ -125,6 +127,7 @@ class InvocationQueue:
             invocation = self._pending.popleft()
         invocation.outcome = outcome
         invocation.done.set()
+        invocation.dequeued.set()
         return True
 
     def fail_all(self, outcome: Outcome) -> None:
@@ -136,6 +139,7 @@ class InvocationQueue:
         for invocation in waiting:
             invocation.outcome = outcome
             invocation.done.set()
+            invocation.dequeued.set()
 
 
 class RuntimeAPIServer:
