@@ -285,6 +285,19 @@ def test_under_mangum_failure_mid_stream_is_a_500_not_a_truncated_200(logs: Reco
 
 
 @pytest.mark.usefixtures("mangum_loop")
+def test_under_mangum_an_app_that_never_answers_gets_a_json_500(logs: Records) -> None:
+    async def silent(scope: Scope, receive: Receive, send: Send) -> None:
+        return None
+
+    response = invoke(stack(silent), http_api_event(request_id="gw-none"))
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"])["request_id"] == "gw-none"
+    assert [r.getMessage() for r in logs.records if r.name == "asgi_lambda_mw.errors"] == [
+        "The app returned without a response to GET /"
+    ]
+
+
+@pytest.mark.usefixtures("mangum_loop")
 def test_under_mangum_a_streamed_body_arrives_whole(logs: Records) -> None:
     response = invoke(stack(stream_fine), http_api_event())
     assert (response["statusCode"], response["body"]) == (200, "one two three")

@@ -122,21 +122,41 @@ class SafetyNet:
             # tells the client more truthfully than a 500 status could now.
             return
         await tracker.release()
+        if not tracker.started:
+            # uvicorn would answer 500 itself, but Mangum fails the invocation instead.
+            self._logger.error(
+                "The app returned without a response to %s %s",
+                scope.get("method"),
+                printable(str(scope.get("path"))),
+                extra=self._fields(scope, started=False),
+            )
+            await self._send_500(send)
 
     def _log(self, scope: Scope, exc: Exception, *, started: bool) -> None:
         if scope.get(_HANDLED_KEY) is exc:
             return
         scope[_HANDLED_KEY] = exc
-        method, path = scope.get("method"), scope.get("path")
-        extra: dict[str, Any] = {"method": method, "path": path, "response_started": started}
+        self._logger.error(
+            "Unhandled exception in %s %s",
+            scope.get("method"),
+            printable(str(scope.get("path"))),
+            exc_info=exc,
+            extra=self._fields(scope, started=started),
+        )
+
+    @staticmethod
+    def _fields(scope: Scope, *, started: bool) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "response_started": started,
+        }
         context = current_trace_context()
         if context is not None:  # on the record itself, for handlers that format later
-            extra["request_id"] = context.request_id
-            extra["xray_trace_id"] = context.xray_trace_id
-            extra["trace_id"] = context.trace_id
-        self._logger.error(
-            "Unhandled exception in %s %s", method, printable(str(path)), exc_info=exc, extra=extra
-        )
+            fields["request_id"] = context.request_id
+            fields["xray_trace_id"] = context.xray_trace_id
+            fields["trace_id"] = context.trace_id
+        return fields
 
     async def _send_500(self, send: Send) -> None:
         body = error_body(current_request_id())
@@ -153,6 +173,7 @@ class ServerErrorMiddleware:
     (``{"error": "Internal Server Error", "request_id": ...}``, no exception text) and logs
     it once with its traceback on ``asgi_lambda_mw.errors``; one raised after the response
     started is logged once and swallowed, never crashing the server or the Lambda handler.
+    An app that returns without sending any response gets the same 500 (and a log line).
 
     ``logger`` (default None: ``logging.getLogger("asgi_lambda_mw.errors")``).
     ``hold_responses`` (default None: only under Mangum, detected by ``scope["aws.event"]``):

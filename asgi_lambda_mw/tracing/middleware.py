@@ -69,7 +69,8 @@ class TracingMiddleware:
       re-raised). False lets exceptions through to the server.
     - ``hold_responses`` (default None: under Mangum only): see ServerErrorMiddleware.
     - ``server_timing`` (default True): add ``Server-Timing: total;dur=X.X`` plus what inner
-      layers recorded (``ratelimit``). ``total`` is the time until the response *started*.
+      layers recorded (``ratelimit``). ``total`` is the time until the response *started*
+      (under Mangum, where responses are held until complete, until it was complete).
     - ``client_ip_resolver`` (default ``ClientIPResolver()``, which trusts no proxy): finds
       ``client_ip`` for the log line.
 
