@@ -644,3 +644,18 @@ async def test_static_provider_signs_with_the_given_keys(stub: StartStub) -> Non
     await client.aclose()
     assert "Credential=AKIDSTATIC/" in server.requests[0].headers["authorization"]
     assert "x-amz-security-token" not in server.requests[0].headers
+
+
+async def test_a_200_without_a_json_object_is_an_error_that_is_not_retried(
+    stub: StartStub,
+) -> None:
+    async def garbage(request: StubRequest) -> Reply:
+        return http_response(b"<html>proxy says hi</html>")
+
+    server = await stub(garbage)
+    client = _stub_client(server.url, Sleeps())
+    with pytest.raises(DynamoDBError) as raised:
+        await client.call("UpdateItem", {"TableName": "t"})
+    await client.aclose()
+    assert (raised.value.code, raised.value.retryable) == ("InvalidResponse", False)
+    assert len(server.requests) == 1  # a repeated UpdateItem would count twice

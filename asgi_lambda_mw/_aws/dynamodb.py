@@ -250,12 +250,12 @@ class DynamoDBClient:
         except ValueError:
             result = None
         if not isinstance(result, dict):
+            # not retried: the operation did happen, and repeating an UpdateItem counts twice
             raise DynamoDBError(
                 f"DynamoDB answered 200 with a body that is not a JSON object: "
                 f"{response.body[:100]!r}",
                 code="InvalidResponse",
                 status=200,
-                retryable=True,
             )
         return result
 
