@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from ._context import new_request_id, new_trace_id
 from ._function import FunctionHost
@@ -29,6 +29,7 @@ from ._gateway import (
     http_date,
     read_answer,
 )
+from ._runtime_api import LocalHTTPServer
 
 __all__ = ["GatewayServer", "LocalGateway"]
 
@@ -150,8 +151,7 @@ class GatewayServer:
 
     def __init__(self, gateway: LocalGateway, *, host: str = "127.0.0.1", port: int = 9000) -> None:
         self._gateway = gateway
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = LocalHTTPServer((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,12 +21,26 @@ from typing import Literal
 
 from ._gateway import PAYLOAD_LIMIT
 
-__all__ = ["Invocation", "InvocationQueue", "Outcome", "RuntimeAPIServer"]
+__all__ = ["Invocation", "InvocationQueue", "LocalHTTPServer", "Outcome", "RuntimeAPIServer"]
 
 logger = logging.getLogger("asgi_lambda_mw.local.runtime_api")
 
 _PREFIX = "/2018-06-01/runtime"
 _POLL_SECONDS = 0.2
+
+
+class LocalHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server whose clients may hang up at any time without a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            logger.debug("client %s went away: %s", client_address, error)
+        else:
+            logger.exception("error while serving %s", client_address)
+
 
 OutcomeKind = Literal["response", "error", "crash", "timeout", "init_error"]
 
@@ -162,8 +177,7 @@ class RuntimeAPIServer:
         self._alive = True
         self._served_first = False
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = LocalHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="runtime-api", daemon=True
         )
