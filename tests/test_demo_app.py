@@ -8,8 +8,9 @@ does so inside a running event loop, which Mangum's constructor then uses instea
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -18,6 +19,23 @@ import pytest
 LIMIT = 3
 ORIGIN = "https://app.example.com"
 CLIENT_IP = "203.0.113.5"
+
+
+_LIBRARY_LOGGERS = ("asgi_lambda_mw", "asgi_lambda_mw.access", "asgi_lambda_mw.errors")
+
+
+@pytest.fixture(autouse=True)
+def _restore_library_loggers() -> Iterator[None]:
+    """The stack gives the library's loggers a JSON handler on first use; undo it after."""
+    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    try:
+        yield
+    finally:
+        for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 @pytest.fixture
