@@ -32,7 +32,12 @@ from .policy import ALGORITHMS, Algorithm, Decision, Rate, parse_rates
 from .storage.base import Storage
 from .storage.memory import MemoryStorage
 
-__all__ = ["RateLimitExceeded", "RateLimitMiddleware"]
+__all__ = [
+    "RateLimitExceeded",
+    "RateLimitMiddleware",
+    "default_limited_response",
+    "default_unavailable_response",
+]
 
 logger = logging.getLogger("asgi_lambda_mw.ratelimit")
 
