@@ -239,10 +239,6 @@ def test_exempt_path_is_never_limited(shape: str, handler: LambdaHandler) -> Non
     assert statuses == [200, 200, 200, 200]
 
 
-@pytest.mark.xfail(
-    reason="RateLimitMiddleware matches exempt_paths on scope['path'], which includes root_path",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "builder", [partial(rest_event, stage="prod"), partial(http_api_event, stage="prod")]
 )

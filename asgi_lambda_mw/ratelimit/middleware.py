@@ -25,7 +25,7 @@ from ..exceptions import ConfigurationError, StorageError
 from ..types import ASGIApp, Message, Receive, Scope, Send
 from ._deny_cache import DenyCache
 from ._headers import RouteHeaders, retry_after_seconds
-from ._paths import PathTable
+from ._paths import PathTable, route_path
 from ._throttled_log import ThrottledLog
 from .keys import KeyFunction, _bounded, _IPKey, _NamespacedKey
 from .policy import ALGORITHMS, Algorithm, Decision, Rate, parse_rates
@@ -300,7 +300,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
-        path: str = scope["path"]
+        path = route_path(scope)
         if method in self._exempt_methods or (
             self._exempt_paths and self._exempt_paths.match(method, path)
         ):
