@@ -331,7 +331,7 @@ def _reload(host: FunctionHost, paths: list[str]) -> None:
     logger.info(
         "changed: %s%s; restarting the function (next request is a cold start)", shown, more
     )
-    host.restart()
+    host.restart(graceful=True)
 
 
 def _print_banner(args: argparse.Namespace, ref: HandlerRef, port: int, storage: str) -> None:

@@ -107,11 +107,27 @@ class FunctionHost:
             (self._clock() - started) * 1000,
         )
 
-    def restart(self) -> None:
-        """Stop the current process; the next invocation starts a new one (a cold start)."""
+    def restart(self, *, graceful: bool = False) -> None:
+        """Stop the current process; the next invocation starts a new one (a cold start).
+
+        ``graceful``: let the invocations it is running finish first (up to the timeout) while
+        new ones go to the new process.
+        """
         with self._lock:
             process, server = self._process, self._server
             self._process = self._server = None
+        if not graceful or server is None:
+            self._terminate(process, server)
+            return
+        server.stop_taking()
+        threading.Thread(
+            target=self._drain, args=(process, server), name="function-drain", daemon=True
+        ).start()
+
+    def _drain(self, process: subprocess.Popen[bytes] | None, server: RuntimeAPIServer) -> None:
+        deadline = self._clock() + self._settings.timeout + _DEADLINE_GRACE
+        while self._queue.in_flight(owner=server) and self._clock() < deadline:
+            time.sleep(0.05)
         self._terminate(process, server)
 
     def stop(self) -> None:
@@ -167,7 +183,9 @@ class FunctionHost:
             server.close()
         if self._stopping:
             return
-        crashed = self._queue.fail_in_flight(Outcome("crash", error_type="Runtime.ExitError"))
+        crashed = self._queue.fail_in_flight(
+            Outcome("crash", error_type="Runtime.ExitError"), owner=server
+        )
         if not server.served_invocation and server_was_current:
             # It died initialising: the invocation that started it fails (Lambda's init error).
             self._queue.fail_oldest_pending(

@@ -64,6 +64,8 @@ class Invocation:
     timeout: float
     deadline_ms: int | None = None
     cold_start: bool = False
+    owner: object = None
+    """The Runtime API server that delivered it, once one has."""
     outcome: Outcome | None = None
     dequeued: threading.Event = field(default_factory=threading.Event)
     """Set when a runtime takes it, or when it is ended before one could."""
@@ -91,7 +93,9 @@ class InvocationQueue:
         with self._changed:
             return bool(self._pending)
 
-    def take(self, is_current: Callable[[], bool], *, cold_start: bool) -> Invocation | None:
+    def take(
+        self, is_current: Callable[[], bool], *, cold_start: bool, owner: object
+    ) -> Invocation | None:
         """Wait for the next invocation while ``is_current()``; set its deadline and return it."""
         with self._changed:
             while not self._pending:
@@ -103,6 +107,7 @@ class InvocationQueue:
             invocation = self._pending.popleft()
             invocation.deadline_ms = int((self._clock() + invocation.timeout) * 1000)
             invocation.cold_start = cold_start
+            invocation.owner = owner
             self._in_flight[invocation.request_id] = invocation
             invocation.dequeued.set()
             return invocation
@@ -130,10 +135,15 @@ class InvocationQueue:
             invocation.done.set()
         invocation.dequeued.set()
 
-    def fail_in_flight(self, outcome: Outcome) -> int:
+    def fail_in_flight(self, outcome: Outcome, *, owner: object) -> int:
+        """End the invocations ``owner`` delivered and that are still running."""
         with self._changed:
-            running = list(self._in_flight)
+            running = [key for key, value in self._in_flight.items() if value.owner is owner]
         return sum(self.finish(request_id, outcome) for request_id in running)
+
+    def in_flight(self, *, owner: object) -> int:
+        with self._changed:
+            return sum(1 for value in self._in_flight.values() if value.owner is owner)
 
     def fail_oldest_pending(self, outcome: Outcome) -> bool:
         with self._changed:
@@ -175,6 +185,7 @@ class RuntimeAPIServer:
         self._function_arn = function_arn
         self._on_init_error = on_init_error
         self._alive = True
+        self._taking = True
         self._served_first = False
         self._lock = threading.Lock()
         self._server = LocalHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -205,13 +216,17 @@ class RuntimeAPIServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def _is_alive(self) -> bool:
-        return self._alive
+    def stop_taking(self) -> None:
+        """Hand out no more invocations (their runtime is being replaced); answers still count."""
+        self._taking = False
+
+    def _is_current(self) -> bool:
+        return self._alive and self._taking
 
     def _take(self) -> Invocation | None:
         with self._lock:
             cold = not self._served_first
-        invocation = self._queue.take(self._is_alive, cold_start=cold)
+        invocation = self._queue.take(self._is_current, cold_start=cold, owner=self)
         if invocation is not None:
             self._served_first = True
         return invocation
