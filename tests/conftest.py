@@ -6,6 +6,7 @@ which installs it, fails rather than skips when it is missing.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -36,6 +37,27 @@ def _aws_test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(autouse=True)
+def _restore_library_loggers() -> Iterator[None]:
+    """The tracing layer installs JSON handlers on the library's loggers (global state): give
+    every test the loggers as they were before it."""
+    names = ["asgi_lambda_mw"] + [
+        name for name in logging.root.manager.loggerDict if name.startswith("asgi_lambda_mw.")
+    ]
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    for name in logging.root.manager.loggerDict:
+        if name == "asgi_lambda_mw" or name.startswith("asgi_lambda_mw."):
+            logger = logging.getLogger(name)
+            handlers, propagate, level = saved.get(name, ([], True, logging.NOTSET))
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+            logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
