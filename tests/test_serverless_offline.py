@@ -234,6 +234,15 @@ def test_preflight_from_the_allowed_origin_is_answered_past_the_limit(
 
 
 @pytest.mark.parametrize("api", APIS)
+def test_health_check_is_answered_past_the_limit(client: httpx.Client, api: str) -> None:
+    for _ in range(LIMIT + 1):
+        client.get(f"{APIS[api]}/hello/spent")
+    health = client.get(f"{APIS[api]}/health")
+    assert health.status_code == 200
+    assert _json(health) == {"status": "ok"}
+
+
+@pytest.mark.parametrize("api", APIS)
 def test_request_id_sent_by_the_caller_is_echoed(client: httpx.Client, api: str) -> None:
     response = client.get(f"{APIS[api]}/whoami", headers={"X-Request-ID": "checkout-7f3a"})
     assert response.headers["X-Request-ID"] == "checkout-7f3a"
