@@ -32,7 +32,8 @@ __all__ = ["DynamoDBStorage"]
 
 logger = logging.getLogger("asgi_lambda_mw.ratelimit.storage.dynamodb")
 
-_DEFAULT_TIMEOUT = 0.5
+# The same as RateLimitMiddleware's default budget, so retries stop before it cancels the call.
+_DEFAULT_TIMEOUT = 0.25
 _DEFAULT_PREVIOUS_CACHE_SIZE = 10_000
 # Conditional writes lost to concurrent writers before giving up; each loss means another
 # process made progress, so a handful is plenty.
@@ -47,7 +48,7 @@ class DynamoDBStorage:
 
     ``table_name`` defaults to ``$RATE_LIMIT_TABLE``; ``region`` and ``endpoint_url`` to
     ``$AWS_REGION`` and ``$AWS_ENDPOINT_URL_DYNAMODB`` (else ``$AWS_ENDPOINT_URL``).
-    ``timeout`` (default 0.5 s) bounds each hit, retries included. ``clock`` (default
+    ``timeout`` (default 0.25 s) bounds each hit, retries included. ``clock`` (default
     ``time.time``) is injectable so tests control time. ``client`` shares an existing
     DynamoDBClient (its owner closes it). ``previous_cache_size`` (default 10 000) bounds the
     in-process memory of each sliding key's previous-window count.
