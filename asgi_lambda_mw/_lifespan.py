@@ -50,10 +50,20 @@ class OnceLifespan:
         self._shutdown_requested: asyncio.Event | None = None
         self._shutdown_done: asyncio.Future[None] | None = None
 
+    def ready(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether requests on ``loop`` can go ahead: startup ran on it, or none is needed."""
+        return self.started and (self._loop is None or self._loop is loop)
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Run the app's startup to its end on ``loop``; raise LifespanStartupFailed if it fails."""
-        if self.started:
+        """Run the app's startup to its end on ``loop``; raise LifespanStartupFailed if it fails.
+
+        A lifespan started on another event loop (one that was replaced, as test runners do) is
+        shut down first if that loop still runs, so the app's resources follow the new loop.
+        """
+        if self.ready(loop):
             return
+        if self._loop is not None:
+            self.shutdown()
         state: dict[str, Any] = {}
         startup: asyncio.Future[_Outcome] = loop.create_future()
         shutdown_requested = asyncio.Event()

@@ -140,9 +140,10 @@ class LambdaHandler:
             return self._malformed(event, context, exc)
 
         lifespan = self._lifespan
-        if not lifespan.started:
+        loop = _current_loop()
+        if not lifespan.ready(loop):
             try:
-                lifespan.start(asyncio.get_event_loop())
+                lifespan.start(loop)
             except LifespanStartupFailed:
                 logger.exception("the app's lifespan startup failed; answering 500")
                 return handler(_json_response(500, _startup_failed_body(context)))
@@ -212,9 +213,10 @@ class LambdaHandler:
 
     def _warm_up(self, cold_start: bool) -> dict[str, Any]:
         # A warm-up exists to make the next request fast, so it also runs the lifespan startup.
-        if not self._lifespan.started:
+        loop = _current_loop()
+        if not self._lifespan.ready(loop):
             try:
-                self._lifespan.start(asyncio.get_event_loop())
+                self._lifespan.start(loop)
             except LifespanStartupFailed:
                 logger.exception("the app's lifespan startup failed during a warm-up ping")
                 return {"warm": False, "cold_start": cold_start, "error": "startup failed"}
@@ -278,6 +280,19 @@ def lambda_handler(
         text_mime_types=text_mime_types,
         exclude_headers=exclude_headers,
     )
+
+
+def _current_loop() -> asyncio.AbstractEventLoop:
+    """The thread's event loop, which Mangum's HTTP cycle runs on; a new one if there is none
+    or it was closed (on Lambda, the loop Mangum made at import lives as long as the process)."""
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
 
 
 def _http_handler_class(event: Any) -> type[_MangumHandler] | None:

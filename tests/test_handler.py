@@ -435,6 +435,26 @@ def test_lifespan_on_with_an_app_without_lifespan_answers_500(
     assert json_of(answer)["message"] == "The application failed to start."
 
 
+def test_a_replaced_event_loop_gets_the_lifespan_on_the_new_loop(
+    calls: Calls, make_handler: Callable[..., LambdaHandler]
+) -> None:
+    handler = make_handler()
+    original = asyncio.get_event_loop()
+    invoke(handler, rest_event("GET", "/echo"))
+    asyncio.set_event_loop(None)  # as a test runner may do between tests
+    try:
+        answer = invoke(handler, rest_event("GET", "/echo"))
+        replacement = asyncio.get_event_loop()
+        handler.shutdown()
+    finally:
+        asyncio.get_event_loop().close()
+        asyncio.set_event_loop(original)
+    assert answer["statusCode"] == 200
+    assert replacement is not original
+    assert json_of(answer)["state"] == "hello from startup"
+    assert (calls.startups, calls.shutdowns) == (2, 2)
+
+
 # --- cold start -------------------------------------------------------------------------------
 
 
