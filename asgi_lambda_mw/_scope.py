@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .types import Scope
 
-__all__ = ["COLD_START_KEY", "SERVER_TIMING_KEY", "record_timing"]
+__all__ = ["COLD_START_KEY", "SERVER_TIMING_KEY", "record_timing", "route_path"]
 
 SERVER_TIMING_KEY = "asgi_lambda_mw.server_timing"
 """dict[str, float]: metric name -> duration in milliseconds, set by TracingMiddleware."""
@@ -22,3 +22,15 @@ def record_timing(scope: Scope, name: str, duration_ms: float) -> None:
     timings = scope.get(SERVER_TIMING_KEY)
     if timings is not None:
         timings[name] = timings.get(name, 0.0) + duration_ms
+
+
+def route_path(scope: Scope) -> str:
+    """The path below ``root_path`` (a REST API stage, uvicorn's --root-path), which is what
+    the app's routes, and so the patterns, are written against."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if not rest or rest.startswith("/"):
+            return rest or "/"
+    return path

@@ -251,10 +251,6 @@ def test_exempt_path_is_never_limited_under_a_stage(
     assert statuses == [200, 200, 200, 200]
 
 
-@pytest.mark.xfail(
-    reason="TracingMiddleware matches exclude_paths on scope['path'], which includes root_path",
-    strict=True,
-)
 def test_excluded_path_has_no_access_line_under_a_stage(
     storage: CountingStorage, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from ..exceptions import ConfigurationError
-from ..types import Scope
 
-__all__ = ["PathTable", "route_path"]
+__all__ = ["PathTable"]
 
 T = TypeVar("T")
 
@@ -34,18 +33,6 @@ def _parse(pattern: object, setting: str) -> tuple[str | None, str, bool]:
     if path.endswith("*"):
         return method or None, path[:-1], True
     return method or None, path, False
-
-
-def route_path(scope: Scope) -> str:
-    """The path below ``root_path`` (a REST API stage, uvicorn's --root-path), which is what
-    the app's routes, and so the patterns, are written against."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        rest = path[len(root_path) :]
-        if not rest or rest.startswith("/"):
-            return rest or "/"
-    return path
 
 
 class PathTable(Generic[T]):

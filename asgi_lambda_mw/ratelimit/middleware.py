@@ -19,13 +19,13 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 
 from .._env import env_bool, env_str
-from .._scope import record_timing
+from .._scope import record_timing, route_path
 from ..client import ClientIPResolver, TrustedProxy
 from ..exceptions import ConfigurationError, StorageError
 from ..types import ASGIApp, Message, Receive, Scope, Send
 from ._deny_cache import DenyCache
 from ._headers import RouteHeaders, retry_after_seconds
-from ._paths import PathTable, route_path
+from ._paths import PathTable
 from ._throttled_log import ThrottledLog
 from .keys import KeyFunction, _bounded, _IPKey, _NamespacedKey
 from .policy import ALGORITHMS, Algorithm, Decision, Rate, parse_rates

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from starlette.datastructures import MutableHeaders
 
-from .._scope import COLD_START_KEY, SERVER_TIMING_KEY
+from .._scope import COLD_START_KEY, SERVER_TIMING_KEY, route_path
 from ..client import ClientIPResolver
 from ..exceptions import ConfigurationError
 from ..types import ASGIApp, Message, Receive, Scope, Send
@@ -130,6 +130,8 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         started_at = self._clock()
+        # Below root_path (a REST stage), as the app's routes are; taken before the app runs.
+        logged = not self._exclude_paths or route_path(scope) not in self._exclude_paths
         context, user_agent = self._trace_context(scope)
         request_id = context.request_id
         token = _current.set(context)
@@ -159,7 +161,7 @@ class TracingMiddleware:
                 status = 500  # what the server will answer
             raise
         finally:
-            if scope.get("path") not in self._exclude_paths:
+            if logged:
                 duration_ms = (self._clock() - started_at) * 1000.0
                 self._log_access(scope, context, status, duration_ms, user_agent)
             _current.reset(token)
