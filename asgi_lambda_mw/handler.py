@@ -17,10 +17,10 @@ from functools import cached_property
 from typing import Any, cast
 from urllib.parse import unquote
 
-from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from mangum.handlers import ALB, APIGateway, HTTPGateway, LambdaAtEdge
 from mangum.protocols import HTTPCycle
+from mangum.types import LambdaConfig
 from mangum.types import LambdaHandler as _MangumHandler
 from mangum.types import Response as _MangumResponse
 
@@ -101,16 +101,15 @@ class LambdaHandler:
             )
         # Mangum's types want a Protocol class; any ASGI callable is fine at run time.
         self._app: Any = cast(Any, app)
-        # Mangum reads events and writes responses; the base path is handled here, because
-        # Mangum strips it from the path without making it the root_path.
-        self._mangum = Mangum(
-            self._app,
-            lifespan="off",
+        # Mangum's handlers read events and write responses; the base path is handled here,
+        # because Mangum strips it from the path without making it the root_path. The Mangum
+        # adapter itself is not built: it would create an event loop at import, and
+        # _current_loop() makes the one loop per process on the first invocation instead.
+        self._config = LambdaConfig(
             api_gateway_base_path="/",
             text_mime_types=list(_TEXT_MIME_TYPES if text_mime_types is None else text_mime_types),
-            exclude_headers=list(exclude_headers) if exclude_headers is not None else None,
+            exclude_headers=[name.lower() for name in exclude_headers or ()],
         )
-        self._config = self._mangum.config
         self._base_path = _normalise_base_path(api_gateway_base_path)
         self._alb_client_ip = ClientIPResolver(trusted_hops=alb_trusted_hops)
         self._on_event = on_event
