@@ -105,7 +105,6 @@ def main() -> None:
         children.append(pid)
 
     try:  # SIGTERM stops this loop, then the workers
-
         _serve(sock, args.delay_ms / 1000)
     finally:
         for pid in children:

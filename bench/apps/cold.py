@@ -1,6 +1,6 @@
 """One cold start, in a fresh process: import a handler module, then invoke it once with an
 HTTP API event. ``python -m bench.apps.cold MODULE FD`` writes
-``{"import_ms", "invoke_ms", "status"}`` as JSON to file descriptor FD.
+``{"import_ms", "invoke_ms", "cpu_ms", "status"}`` as JSON to file descriptor FD.
 
 Timing starts before anything but the standard library's time, os, sys and json is imported.
 """
@@ -33,14 +33,17 @@ def main() -> None:
     module_name, fd = sys.argv[1], int(sys.argv[2])
     event = json.loads(os.environ["BENCH_EVENT"])
     started = time.perf_counter()
+    cpu_started = time.process_time()
     handler = importlib.import_module(module_name).handler
     imported = time.perf_counter()
     answer = handler(event, _Context())
     invoked = time.perf_counter()
+    cpu = time.process_time() - cpu_started
     result = {
         "import_ms": (imported - started) * 1000,
         "invoke_ms": (invoked - imported) * 1000,
         "startup_ms": (started - _started) * 1000,
+        "cpu_ms": cpu * 1000,
         "status": answer.get("statusCode"),
     }
     with os.fdopen(fd, "w") as out:
