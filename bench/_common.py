@@ -122,7 +122,7 @@ def format_table(rows: Sequence[Row]) -> str:
             + " |"
         )
     notes = [f"- {r.measure}: {r.note}" for r in rows if r.note]
-    return "\n".join(out + ([""] + notes if notes else []))
+    return "\n".join(out + (["", *notes] if notes else []))
 
 
 def main(measure: Callable[[bool], list[Row]]) -> None:

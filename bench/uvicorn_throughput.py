@@ -1,0 +1,117 @@
+"""Measure 3, uvicorn throughput: wrk, 32 connections on 127.0.0.1, against the one-route
+Starlette app bare, inside our stack (memory storage, every request counted and let through)
+and inside the peer composition. One uvicorn worker (uvloop, httptools) pinned to CPU 0, wrk
+pinned to CPU 1, so the load generator does not take the server's core. Runs in rotation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from bench import _wrk
+from bench._common import (
+    PYTHON,
+    Row,
+    Target,
+    alternate,
+    free_port,
+    median,
+    pinned,
+    process,
+    row,
+    skipped,
+)
+
+
+def _server(factory: str, port: int) -> list[str]:
+    return pinned(
+        [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "--factory",
+            f"bench.apps.one_route:{factory}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
+        0,
+    )
+
+
+def measure(smoke: bool) -> list[Row]:
+    name = "uvicorn req/s: full stack (memory) vs bare app"
+    if not _wrk.available():
+        return [skipped(name, "wrk is not installed (apt-get install wrk)")]
+    seconds, rounds = (1.0, 1) if smoke else (3.0, 6)
+    factories = ["stack", "bare"]
+    try:
+        import asgi_correlation_id  # noqa: F401
+        import slowapi  # noqa: F401
+
+        factories.append("peer")
+    except ImportError:
+        pass
+    ports = {factory: free_port() for factory in factories}
+    with (
+        process(_server("stack", ports["stack"]), port=ports["stack"]),
+        process(_server("bare", ports["bare"]), port=ports["bare"]),
+        process(_server("peer", ports["peer"]), port=ports["peer"])
+        if "peer" in ports
+        else _nothing(),
+    ):
+        urls = {factory: f"http://127.0.0.1:{port}/hello/world" for factory, port in ports.items()}
+        for url in urls.values():  # warm-up, uncounted
+            _wrk.requests_per_second(url, seconds=1)
+        results = alternate(
+            [
+                lambda url=url: _wrk.requests_per_second(url, seconds=seconds)
+                for url in urls.values()
+            ],
+            rounds,
+        )
+    rps = {factory: median(values) for factory, values in zip(urls, results, strict=True)}
+    note = f"median req/s of {rounds} wrk runs of {seconds:.0f} s each, in rotation"
+    rows = [
+        row(
+            name,
+            rps["stack"],
+            rps["bare"],
+            "req/s",
+            Target(0.85, at_most=False),
+            smoke=smoke,
+            digits=0,
+            note=note,
+        )
+    ]
+    if "peer" in rps:
+        rows.append(
+            row(
+                "uvicorn req/s: peer composition vs bare app",
+                rps["peer"],
+                rps["bare"],
+                "req/s",
+                None,
+                smoke=smoke,
+                digits=0,
+            )
+        )
+    return rows
+
+
+def _nothing() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+if __name__ == "__main__":
+    from bench._common import main
+
+    main(measure)
