@@ -32,8 +32,12 @@ def _digest(value: bytes) -> str:
 
 
 def _bounded(value: str) -> str:
-    """``value``, or its digest (prefixed with ``#``) when it is too long for a storage key."""
-    if len(value) <= _MAX_VALUE_LENGTH:
+    """``value``, or its digest (prefixed with ``#``) when it is too long for a storage key.
+
+    A value that itself starts with ``#`` is digested too: kept as is, ``"#" + digest(long)``
+    would share the bucket of the long value it names.
+    """
+    if len(value) <= _MAX_VALUE_LENGTH and not value.startswith("#"):
         return value
     return "#" + _digest(value.encode("utf-8", "surrogatepass"))
 
