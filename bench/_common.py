@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -93,9 +95,9 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def alternate(runs: Sequence[Callable[[], float]], rounds: int) -> list[list[float]]:
+def alternate(runs: Sequence[Callable[[], T]], rounds: int) -> list[list[T]]:
     """Run each callable once per round, in order (A B C A B C ...): one list of results each."""
-    results: list[list[float]] = [[] for _ in runs]
+    results: list[list[T]] = [[] for _ in runs]
     for _ in range(rounds):
         for index, run in enumerate(runs):
             results[index].append(run())
@@ -237,7 +239,7 @@ class Context:
     function_name = "bench"
     function_version = "$LATEST"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    memory_limit_in_mb = 1024
+    memory_limit_in_mb: int | str = 1024
     aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
     log_group_name = "/aws/lambda/bench"
     log_stream_name = "2024/01/01/[$LATEST]bench"

@@ -7,6 +7,7 @@ The variants run in rotation (A B C ... A B C), medians of import + first invoke
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -89,7 +90,7 @@ def measure(smoke: bool) -> list[Row]:
             for name in names:
                 _cold(_VARIANTS[name], env)
         results = alternate(
-            [lambda module=_VARIANTS[name]: _cold(module, env) for name in names], rounds
+            [functools.partial(_cold, _VARIANTS[name], env) for name in names], rounds
         )
     # The verdicts use CPU time (user + system) of import + first invoke: on a shared 2-core
     # machine wall time also counts waiting for the CPU. Wall-clock medians are in the note.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -239,7 +240,7 @@ def _throughput(smoke: bool) -> list[Row]:
             _wrk.requests_per_second(url, seconds=1)
         results = alternate(
             [
-                lambda url=url: _wrk.requests_per_second(url, seconds=seconds)
+                functools.partial(_wrk.requests_per_second, url, seconds=seconds)
                 for url in urls.values()
             ],
             rounds,

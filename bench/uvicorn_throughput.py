@@ -7,6 +7,7 @@ pinned to CPU 1, so the load generator does not take the server's core. Runs in 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from bench import _wrk
 from bench._common import (
@@ -73,7 +74,7 @@ def measure(smoke: bool) -> list[Row]:
             _wrk.requests_per_second(url, seconds=1)
         results = alternate(
             [
-                lambda url=url: _wrk.requests_per_second(url, seconds=seconds)
+                functools.partial(_wrk.requests_per_second, url, seconds=seconds)
                 for url in urls.values()
             ],
             rounds,

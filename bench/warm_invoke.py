@@ -7,6 +7,7 @@ all on the same one-route Starlette app. Blocks of invocations in rotation, medi
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -50,10 +51,10 @@ def measure(smoke: bool) -> list[Row]:
             answer = handler(event, context)
             if answer["statusCode"] != 200:
                 raise RuntimeError(f"{name} answered {answer['statusCode']}")
-            cpu_and_wall(lambda handler=handler: handler(event, context), block)  # warm-up
+            cpu_and_wall(functools.partial(handler, event, context), block)  # warm-up
         results = alternate(
             [
-                lambda handler=handler: cpu_and_wall(lambda: handler(event, context), block)
+                functools.partial(cpu_and_wall, functools.partial(handler, event, context), block)
                 for handler in handlers.values()
             ],
             rounds,

@@ -128,3 +128,34 @@ def update_item_request(key: str) -> dict[str, Any]:
         "ReturnValues": "UPDATED_NEW",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
+
+
+def layer_rate_limit() -> Any:
+    """Only the rate limiter (memory storage), for the per-layer breakdown."""
+    from asgi_lambda_mw import MemoryStorage, compose
+
+    options = {"rate": UNLIMITED_RATE, "storage": MemoryStorage()}
+    return compose(build_app(), rate_limit=options, cors=False, tracing=False)
+
+
+def layer_cors() -> Any:
+    """Only CORS, for the per-layer breakdown."""
+    from asgi_lambda_mw import compose
+
+    return compose(build_app(), rate_limit=False, cors={"allow_origins": [ORIGIN]}, tracing=False)
+
+
+def layer_tracing() -> Any:
+    """Only tracing (with its JSON access log), for the per-layer breakdown."""
+    from asgi_lambda_mw import compose
+
+    return compose(build_app(), rate_limit=False, cors=False, tracing=True)
+
+
+def layer_tracing_no_log() -> Any:
+    """Tracing with the access log excluded for the benchmark path, for the breakdown."""
+    from asgi_lambda_mw import compose
+
+    return compose(
+        build_app(), rate_limit=False, cors=False, tracing={"exclude_paths": ["/hello/world"]}
+    )
