@@ -14,10 +14,13 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from multiprocessing.synchronize import Barrier
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -592,3 +595,21 @@ def test_a_fleet_on_one_key_admits_what_the_policy_says_across_windows(
             == sliding_state
         )
         assert int(item["expires_at"]["N"]) == (sliding_state.window + 2) * LOAD_RATE.period
+
+
+# --- soak (the 60 s runs are scripts/soak.py; this is its few-seconds smoke run) -----------------
+
+SOAK = Path(__file__).resolve().parent.parent / "scripts" / "soak.py"
+
+
+@pytest.mark.parametrize("storage", ["memory", "dynamodb"])
+def test_short_soak_under_uvicorn_has_no_errors(storage: str) -> None:
+    command = [sys.executable, str(SOAK), "--storage", storage, "--json"]
+    command += ["--duration", "2", "--connections", "8", "--clients", "4", "--rate", "5/minute"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads(finished.stdout)
+    assert report["requests"] > 50
+    assert report["errors"] == 0
+    assert set(report["status_counts"]) == {"200", "429"}
+    assert report["rss_end_mib"] < report["rss_start_mib"] + 50
