@@ -223,6 +223,8 @@ class RateLimitMiddleware:
 
         self._fail_open = env_bool("RATE_LIMIT_FAIL_OPEN", True) if fail_open is None else fail_open
         self._storage = storage if storage is not None else _storage_from_env()
+        # Storage.local (optional, see storage.base): hit() never awaits I/O, so no time budget.
+        self._storage_is_local = getattr(self._storage, "local", False) is True
 
         if isinstance(cost, bool) or not (callable(cost) or (isinstance(cost, int) and cost >= 1)):
             raise ConfigurationError(
@@ -385,21 +387,30 @@ class RateLimitMiddleware:
         return None
 
     async def _hit(self, bucket: str, rates: Sequence[Rate], cost: int) -> tuple[Rate, Decision]:
+        """Count the hit under every rate, within the time budget unless the storage is local."""
+        if self._storage_is_local:
+            # A task can only be timed out where it suspends, and a local storage's hit never
+            # does: the budget could not fire, and arming it (a timer handle per request) is a
+            # quarter of this layer's cost.
+            return await self._hit_rates(bucket, rates, cost)
+        async with asyncio.timeout(self._timeout):
+            return await self._hit_rates(bucket, rates, cost)
+
+    async def _hit_rates(
+        self, bucket: str, rates: Sequence[Rate], cost: int
+    ) -> tuple[Rate, Decision]:
         """Count the hit under every rate, stopping at the first refusal; the refusing or
         else the most restrictive (fewest remaining) rate and its decision."""
         worst: tuple[Rate, Decision] | None = None
-        async with asyncio.timeout(self._timeout):
-            for rate in rates:
-                decision = await self._storage.hit(
-                    bucket, rate, algorithm=self._algorithm, cost=cost
-                )
-                if not decision.allowed:
-                    return rate, decision
-                if worst is None or (decision.remaining, -decision.reset_after) < (
-                    worst[1].remaining,
-                    -worst[1].reset_after,
-                ):
-                    worst = rate, decision
+        for rate in rates:
+            decision = await self._storage.hit(bucket, rate, algorithm=self._algorithm, cost=cost)
+            if not decision.allowed:
+                return rate, decision
+            if worst is None or (decision.remaining, -decision.reset_after) < (
+                worst[1].remaining,
+                -worst[1].reset_after,
+            ):
+                worst = rate, decision
         assert worst is not None  # rates is never empty
         return worst
 

@@ -15,7 +15,12 @@ __all__ = ["Storage"]
 
 @runtime_checkable
 class Storage(Protocol):
-    """Counts hits per key and rate."""
+    """Counts hits per key and rate.
+
+    A storage whose ``hit`` never awaits anything (it cannot hang) may say so with a class
+    attribute ``local = True``: RateLimitMiddleware then arms no time budget around it. The
+    attribute is optional and not part of the protocol's checks; without it the budget applies.
+    """
 
     async def hit(
         self, key: str, rate: Rate, *, algorithm: Algorithm = "sliding", cost: int = 1

@@ -10,6 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import ClassVar
 
 from ...exceptions import ConfigurationError
 from ..policy import Algorithm, Decision, Rate, WindowCounts, apply_hit
@@ -25,7 +26,12 @@ class MemoryStorage:
     ``max_keys`` (default 100 000) bounds memory: past it, the least recently used counter is
     evicted, which can only make the limiter more lenient towards that key, never stricter.
     ``clock`` (default ``time.time``) is injectable so tests control time.
+
+    ``local = True``: ``hit`` never awaits, so RateLimitMiddleware arms no time budget around
+    it (see Storage). A subclass whose ``hit`` awaits I/O must set ``local = False``.
     """
+
+    local: ClassVar[bool] = True
 
     def __init__(
         self, *, max_keys: int = _DEFAULT_MAX_KEYS, clock: Callable[[], float] = time.time
