@@ -45,6 +45,7 @@ _ORIGIN = re.compile(
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 _NOTHING: tuple[tuple[bytes, bytes], ...] = ()
+_NO_NAMES: frozenset[bytes] = frozenset()
 
 # What a granted preflight carries; a denied one carries none of it, only Vary.
 _PREFLIGHT_GRANTS = (
@@ -176,14 +177,36 @@ class CORSMiddleware(_StarletteCORSMiddleware):
             granted.append((b"access-control-expose-headers", ", ".join(exposed).encode()))
         self._allowed_origin_headers = granted
         self._wildcard_headers = [(b"access-control-allow-origin", b"*"), *granted]
+        # The names both sets of headers replace in a response (the same names).
+        self._granted_names = frozenset(name for name, _ in self._wildcard_headers)
         if not self._active:
             logger.debug("no CORS origin configured: the CORS layer passes requests through")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._active:
+        # Starlette's request flow, without its per-request Headers object and partial send:
+        # the Origin header is found in the raw headers, and Headers is built only for an
+        # OPTIONS request that may be a preflight.
+        if not self._active or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        origin: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1")
+                break
+        if origin is not None and scope["method"] == "OPTIONS":
+            request_headers = Headers(scope=scope)
+            if "access-control-request-method" in request_headers:
+                response = self.preflight_response(request_headers)
+                await response(scope, receive, send)
+                return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = self._response_headers(message.get("headers", ()), origin)
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
 
     def is_allowed_origin(self, origin: str) -> bool:
         """Whether responses to ``origin`` (the Origin header as sent) may be read by its page."""
@@ -213,22 +236,29 @@ class CORSMiddleware(_StarletteCORSMiddleware):
         return response
 
     async def send(self, message: Message, send: Send, request_headers: Headers) -> None:
-        if message["type"] != "http.response.start":
-            await send(message)
-            return
+        # Starlette's hook, kept for its callers (simple_response); __call__ does the same inline.
+        if message["type"] == "http.response.start":
+            message["headers"] = self._response_headers(
+                message.get("headers", ()), request_headers.get("origin")
+            )
+        await send(message)
+
+    def _response_headers(
+        self, headers: Iterable[tuple[bytes, bytes]], origin: str | None
+    ) -> list[tuple[bytes, bytes]]:
+        """The response's headers with the CORS headers for a request from ``origin``."""
         if self.allow_all_origins:
             # The same headers whatever the Origin, so caches need no Vary.
-            message["headers"] = _with_cors(message.get("headers", ()), self._wildcard_headers)
-        else:
-            origin = request_headers.get("origin")
-            granted: Sequence[tuple[bytes, bytes]] = _NOTHING
-            if origin is not None and self.is_allowed_origin(origin):
-                granted = [
-                    (b"access-control-allow-origin", origin.encode("latin-1")),
-                    *self._allowed_origin_headers,
-                ]
-            message["headers"] = _with_cors(message.get("headers", ()), granted, vary=True)
-        await send(message)
+            return _with_cors(headers, self._wildcard_headers, self._granted_names)
+        if origin is None:
+            return _with_vary_origin(headers)
+        if not self.is_allowed_origin(origin):
+            return _with_cors(headers, _NOTHING, _NO_NAMES, vary=True)
+        granted = [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            *self._allowed_origin_headers,
+        ]
+        return _with_cors(headers, granted, self._granted_names, vary=True)
 
 
 def _setting(
@@ -317,15 +347,27 @@ def _compile_regex(pattern: str | re.Pattern[str] | None) -> re.Pattern[str] | N
         ) from None
 
 
+def _with_vary_origin(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """What ``_with_cors(headers, (), frozenset(), vary=True)`` answers, without its work when
+    the response has no Vary header (most responses to requests without an Origin)."""
+    result = list(headers)
+    for name, _ in result:
+        if name == b"vary":
+            return _with_cors(result, _NOTHING, _NO_NAMES, vary=True)
+    result.append((b"vary", b"Origin"))
+    return result
+
+
 def _with_cors(
     headers: Iterable[tuple[bytes, bytes]],
     granted: Sequence[tuple[bytes, bytes]],
+    replaced: Collection[bytes],
     *,
     vary: bool = False,
 ) -> list[tuple[bytes, bytes]]:
-    """Response headers with ``granted`` replacing the app's own of the same names, and, with
-    ``vary``, Origin appended to Vary unless it (or ``*``) is there already."""
-    replaced = {name for name, _ in granted}
+    """Response headers with ``granted`` replacing the app's own headers named in ``replaced``
+    (the names of ``granted``), and, with ``vary``, Origin appended to Vary unless it (or
+    ``*``) is there already."""
     result: list[tuple[bytes, bytes]] = []
     vary_at = -1
     for name, value in headers:
