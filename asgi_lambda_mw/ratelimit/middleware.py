@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 
 from .._env import env_bool, env_str
@@ -24,7 +23,7 @@ from ..client import ClientIPResolver, TrustedProxy
 from ..exceptions import ConfigurationError, StorageError
 from ..types import ASGIApp, Message, Receive, Scope, Send
 from ._deny_cache import DenyCache
-from ._headers import RouteHeaders, retry_after_seconds
+from ._headers import RouteHeaders, add_missing_fields, replace_fields, retry_after_seconds
 from ._paths import PathTable
 from ._throttled_log import ThrottledLog
 from .keys import KeyFunction, _bounded, _IPKey, _NamespacedKey
@@ -49,6 +48,7 @@ _DEFAULT_TIMEOUT = 0.25
 _DEFAULT_DENY_CACHE_SIZE = 10_000
 # Seconds a client is told to wait when the limiter is down and fails closed.
 _UNAVAILABLE_RETRY_AFTER = 5
+_UNAVAILABLE_FIELDS = [(b"retry-after", str(_UNAVAILABLE_RETRY_AFTER).encode())]
 # At most one warning of each kind per this many seconds.
 _LOG_INTERVAL = 60.0
 
@@ -354,13 +354,12 @@ class RateLimitMiddleware:
             await self._refuse(scope, receive, send, bucket, route, rate, decision)
             return
 
-        fields = route.headers.fields(rate, decision)
+        fields = route.headers.raw_fields(rate, decision)
+        names = route.headers.names
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in fields:
-                    headers[name] = value
+                replace_fields(message, fields, names)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -426,13 +425,12 @@ class RateLimitMiddleware:
     ) -> None:
         retry_after = retry_after_seconds(decision.retry_after)
         response = self._on_limited(scope, RateLimitExceeded(bucket, rate, decision, retry_after))
-        fields = [*route.headers.fields(rate, decision), ("Retry-After", str(retry_after))]
+        fields = route.headers.raw_fields(rate, decision)
+        fields.append((b"retry-after", str(retry_after).encode()))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in fields:
-                    headers.setdefault(name, value)
+                add_missing_fields(message, fields)
             await send(message)
 
         await response(scope, receive, send_with_headers)
@@ -447,9 +445,7 @@ class RateLimitMiddleware:
 
         async def send_with_retry_after(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).setdefault(
-                    "Retry-After", str(_UNAVAILABLE_RETRY_AFTER)
-                )
+                add_missing_fields(message, _UNAVAILABLE_FIELDS)
             await send(message)
 
         await response(scope, receive, send_with_retry_after)
