@@ -8,7 +8,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -266,21 +266,28 @@ class _Connection(asyncio.Protocol):
 class _LoopConnections:
     """The idle connections of one event loop, closed when that loop shuts down.
 
-    asyncio.run() (and uvicorn, pytest's runners) cancel every task before closing the loop;
-    the keeper task below is how this pool hears of it, so sockets close on a live loop.
+    asyncio.run() (and uvicorn, pytest's runners) close the loop's async generators before
+    closing the loop (loop.shutdown_asyncgens()); the suspended generator below is how this
+    pool hears of it, so sockets close on a live loop. A generator rather than a task parked
+    forever: a loop that is never closed (Lambda's) leaves no pending task to be reported as
+    "Task was destroyed but it is pending!" when the process exits.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.idle: list[_Connection] = []
         self.closed = False
-        self._keeper = loop.create_task(
-            self._close_at_shutdown(), name="asgi_lambda_mw: close idle connections at loop exit"
-        )
-
-    async def _close_at_shutdown(self) -> None:
+        self._watcher = self._close_at_shutdown()
+        # Run it to its yield now, from the running loop: its first step registers it with
+        # the loop (asyncio's asyncgen hooks) and enters the try block the shutdown ends.
         try:
-            await self.loop.create_future()
+            self._watcher.asend(None).send(None)
+        except StopIteration:
+            pass
+
+    async def _close_at_shutdown(self) -> AsyncIterator[None]:
+        try:
+            yield
         finally:
             self.closed = True
             self._close_idle()
@@ -292,16 +299,17 @@ class _LoopConnections:
 
     def close(self) -> None:
         """Close from the loop's own thread."""
+        # The watcher stays suspended: the loop's shutdown (or its finaliser) ends it, a no-op
+        # by then.
         self.closed = True
-        self._keeper.cancel()
         self._close_idle()
 
     def discard(self) -> None:
         """Close from wherever we are, whatever state the loop is in, without awaiting it."""
         loop = self.loop
         if loop.is_closed():
-            # Its keeper already closed the idle connections when the loop shut down
-            # (asyncio.run cancels all tasks first); whatever is left cannot be scheduled.
+            # Its watcher already closed the idle connections when the loop shut down
+            # (asyncio.run closes async generators first); whatever is left cannot be scheduled.
             self.closed = True
             for connection in self.idle:
                 try:
