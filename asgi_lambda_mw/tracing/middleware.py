@@ -267,9 +267,28 @@ class TracingMiddleware:
                 "function_name": getattr(aws_context, "function_name", None),
                 "function_request_id": getattr(aws_context, "aws_request_id", None),
             }
-            self._logger.log(level, "%s %s %d", method, printable(str(path)), status, extra=fields)
+            # Made here rather than by Logger.log(extra=fields), which walks the stack to find
+            # this method and checks each field for a clash with a LogRecord attribute: a fifth
+            # of the cost of the line. Logger.handle still applies the logger's filters.
+            logger = self._logger
+            record = logger.makeRecord(
+                logger.name,
+                level,
+                _ACCESS_CODE.co_filename,
+                _ACCESS_CODE.co_firstlineno,
+                "%s %s %d",
+                (method, printable(str(path)), status),
+                None,
+                _ACCESS_CODE.co_name,
+            )
+            record.__dict__.update(fields)
+            logger.handle(record)
         except Exception:  # a log line is never worth failing a request over
             logging.getLogger(_ERROR_LOGGER).exception("Could not write the access-log line")
+
+
+# Where access lines say they come from (``location``), without looking it up per line.
+_ACCESS_CODE = TracingMiddleware._log_access.__code__
 
 
 def _server_timing(total_ms: float, timings: dict[str, float]) -> str:
