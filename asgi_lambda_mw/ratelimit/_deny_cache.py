@@ -4,19 +4,22 @@ storage call until the moment it could pass again. Bounded; oldest entries go fi
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from .policy import Decision, Rate
 
 __all__ = ["DenyCache"]
 
 
-@dataclass(frozen=True, slots=True)
 class _Denial:
-    rate: Rate
-    limit: int
-    until: float  # clock time from which a request could pass
-    reset_at: float  # clock time at which the window's quota is restored
+    # A private record, not a frozen dataclass: building the dataclass costs ~0.7 ms of cold
+    # start (Lambda pays it on every new execution environment) for nothing a caller sees.
+    __slots__ = ("limit", "rate", "reset_at", "until")
+
+    def __init__(self, rate: Rate, limit: int, until: float, reset_at: float) -> None:
+        self.rate = rate
+        self.limit = limit
+        self.until = until  # clock time from which a request could pass
+        self.reset_at = reset_at  # clock time at which the window's quota is restored
 
 
 class DenyCache:
