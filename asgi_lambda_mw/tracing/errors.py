@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -46,18 +47,25 @@ async def json_server_error_handler(request: Request, exc: Exception) -> Respons
     )
 
 
+StartHook = Callable[[Message], None]
+"""Called with each ``http.response.start`` message just before it goes out (may change it)."""
+
+
 class _ResponseTracker:
     """Per-request wrapper of ``send`` that knows whether anything reached the client.
 
     When ``hold`` is set the response start and body chunks are kept back until the body is
     complete, so a failure half-way through a streamed body can still become a clean 500. That
     is how Mangum answers anyway (it returns the whole response to Lambda at the end).
+    ``on_start`` lets TracingMiddleware add its headers here rather than through a second
+    wrapper of ``send``, which would cost another coroutine per message.
     """
 
-    __slots__ = ("_held", "_send", "complete", "hold", "started")
+    __slots__ = ("_held", "_on_start", "_send", "complete", "hold", "started")
 
-    def __init__(self, send: Send, hold: bool) -> None:
+    def __init__(self, send: Send, hold: bool, on_start: StartHook | None = None) -> None:
         self._send = send
+        self._on_start = on_start
         self.hold = hold
         self.started = False  # a response start went out to the outer layers
         self.complete = False
@@ -75,6 +83,8 @@ class _ResponseTracker:
             await self._flush_held(None)  # an extension message: stop holding
         if kind == "http.response.start":
             self.started = True
+            if self._on_start is not None:
+                self._on_start(message)
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.complete = True
         await self._send(message)
@@ -83,6 +93,8 @@ class _ResponseTracker:
         held, self._held, self.hold = self._held, [], False
         start, chunks = held[0], held[1:]
         self.started = True
+        if self._on_start is not None:
+            self._on_start(start)
         await self._send(start)
         if last is None:
             for chunk in chunks:
@@ -109,15 +121,24 @@ class SafetyNet:
         self._logger = logger if logger is not None else logging.getLogger(_ERROR_LOGGER)
         self._hold = hold_responses
 
-    async def run(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    async def run(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        on_start: StartHook | None = None,
+    ) -> None:
+        """Run ``app``; ``on_start`` (default None) sees every response start that goes out to
+        ``send``, the JSON 500 included."""
         hold = self._hold if self._hold is not None else "aws.event" in scope
-        tracker = _ResponseTracker(send, hold)
+        tracker = _ResponseTracker(send, hold, on_start)
         try:
             await app(scope, receive, tracker.send)
         except Exception as exc:
             self._log(scope, exc, started=tracker.started)
             if not tracker.started:
-                await self._send_500(send)
+                await self._send_500(send, on_start)
             # Otherwise part of the response is out: the server closes the connection, which
             # tells the client more truthfully than a 500 status could now.
             return
@@ -130,7 +151,7 @@ class SafetyNet:
                 printable(str(scope.get("path"))),
                 extra=self._fields(scope, started=False),
             )
-            await self._send_500(send)
+            await self._send_500(send, on_start)
 
     def _log(self, scope: Scope, exc: Exception, *, started: bool) -> None:
         if scope.get(_HANDLED_KEY) is exc:
@@ -158,11 +179,14 @@ class SafetyNet:
             fields["trace_id"] = context.trace_id
         return fields
 
-    async def _send_500(self, send: Send) -> None:
+    async def _send_500(self, send: Send, on_start: StartHook | None) -> None:
         body = error_body(current_request_id())
         headers = [(b"content-type", _CONTENT_TYPE), (b"content-length", str(len(body)).encode())]
+        start: Message = {"type": "http.response.start", "status": 500, "headers": headers}
         try:
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            if on_start is not None:
+                on_start(start)
+            await send(start)
             await send({"type": "http.response.body", "body": body, "more_body": False})
         except Exception:  # the client went away, or an outer layer broke: nothing to answer
             self._logger.debug("Could not send the 500 response", exc_info=True)

@@ -11,8 +11,6 @@ import re
 import time
 from collections.abc import Callable, Iterable
 
-from starlette.datastructures import MutableHeaders
-
 from .._scope import COLD_START_KEY, SERVER_TIMING_KEY, route_path
 from ..client import ClientIPResolver
 from ..exceptions import ConfigurationError
@@ -147,21 +145,24 @@ class TracingMiddleware:
         scope[SERVER_TIMING_KEY] = timings
         status = 0
 
-        async def send_with_headers(message: Message) -> None:
+        def add_headers(start: Message) -> None:
             nonlocal status
+            status = start["status"]
+            # A copy, as MutableHeaders(scope=start) makes: the app's list is not changed.
+            headers = start["headers"] = list(start.get("headers", ()))
+            _set_header(headers, self._header_key, request_id.encode("latin-1"))
+            if self._server_timing:
+                total = (self._clock() - started_at) * 1000.0
+                headers.append((b"server-timing", _server_timing(total, timings).encode("latin-1")))
+
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", [])
-                headers = MutableHeaders(scope=message)
-                headers[self._header_name] = request_id
-                if self._server_timing:
-                    total = (self._clock() - started_at) * 1000.0
-                    headers.append("Server-Timing", _server_timing(total, timings))
+                add_headers(message)
             await send(message)
 
         try:
-            if self._net is not None:
-                await self._net.run(self.app, scope, receive, send_with_headers)
+            if self._net is not None:  # its send wrapper calls add_headers: no second wrapper
+                await self._net.run(self.app, scope, receive, send, add_headers)
             else:
                 await self.app(scope, receive, send_with_headers)
         except BaseException:
@@ -289,6 +290,18 @@ class TracingMiddleware:
 
 # Where access lines say they come from (``location``), without looking it up per line.
 _ACCESS_CODE = TracingMiddleware._log_access.__code__
+
+
+def _set_header(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
+    """Set ``name`` to ``value`` as MutableHeaders does: where the first ``name`` header was,
+    others of that name removed; else appended."""
+    found = [index for index, (key, _) in enumerate(headers) if key == name]
+    if not found:
+        headers.append((name, value))
+        return
+    headers[found[0]] = (name, value)
+    for index in reversed(found[1:]):
+        del headers[index]
 
 
 def _server_timing(total_ms: float, timings: dict[str, float]) -> str:
