@@ -29,6 +29,7 @@ from asgi_lambda_mw.tracing import (
 )
 from asgi_lambda_mw.types import ASGIApp, Message, Receive, Scope, Send
 from tests.lambda_events import LambdaContext, http_api_event
+from tests.logging_state import clean_loggers
 
 SECRET = "database password is hunter2"
 _WATCHED_LOGGERS = ("asgi_lambda_mw", "mangum", "uvicorn.error")
@@ -56,26 +57,12 @@ class Records(logging.Handler):
 def logs() -> Iterator[Records]:
     """Records of the library, Mangum and uvicorn, with logging state restored after."""
     handler = Records()
-    loggers = [logging.getLogger(name) for name in _WATCHED_LOGGERS]
-    loggers += [
-        logging.getLogger("asgi_lambda_mw.access"),
-        logging.getLogger("asgi_lambda_mw.errors"),
-    ]
-    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:  # earlier tests (any file) may have left handlers or propagate=False
-        if lg is not logging.root:
-            lg.handlers.clear()
-            lg.propagate = True
-            lg.setLevel(logging.NOTSET)
-    for lg in loggers[: len(_WATCHED_LOGGERS)]:
-        lg.addHandler(handler)
-        lg.setLevel(logging.INFO)
-    try:
+    names = (*_WATCHED_LOGGERS, "asgi_lambda_mw.access", "asgi_lambda_mw.errors")
+    with clean_loggers(*names) as loggers:
+        for logger in loggers[: len(_WATCHED_LOGGERS)]:
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
         yield handler
-    finally:
-        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
-            lg.handlers[:], lg.propagate = handlers, propagate
-            lg.setLevel(level)
 
 
 async def fail_before_start(scope: Scope, receive: Receive, send: Send) -> None:

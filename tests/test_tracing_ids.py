@@ -28,6 +28,7 @@ from asgi_lambda_mw.tracing import (
 )
 from asgi_lambda_mw.types import Message, Receive, Scope, Send
 from tests.lambda_events import LambdaContext, http_api_event
+from tests.logging_state import clean_loggers
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -66,19 +67,8 @@ _LIBRARY_LOGGERS = ("asgi_lambda_mw", "asgi_lambda_mw.access", "asgi_lambda_mw.e
 @pytest.fixture(autouse=True)
 def _restore_library_loggers() -> Iterator[None]:
     """The middleware may install a JSON handler: each test starts clean and leaves no trace."""
-    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
-    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:  # earlier tests (any file) may have left handlers or propagate=False
-        if lg is not logging.root:
-            lg.handlers.clear()
-            lg.propagate = True
-            lg.setLevel(logging.NOTSET)
-    try:
+    with clean_loggers(*_LIBRARY_LOGGERS):
         yield
-    finally:
-        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
-            lg.handlers[:], lg.propagate = handlers, propagate
-            lg.setLevel(level)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from asgi_lambda_mw.tracing import (
     current_request_id,
 )
 from tests.lambda_events import LambdaContext, http_api_event
+from tests.logging_state import clean_loggers
 
 APP_LOGGER = "tests.tracing_app"
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -108,19 +109,8 @@ _SAVED_LOGGERS = (
 @pytest.fixture(autouse=True)
 def _restore_loggers() -> Iterator[None]:
     """The middleware and configure_logging change global logging state; undo it after."""
-    loggers = [logging.getLogger(name) for name in _SAVED_LOGGERS]
-    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:  # earlier tests (any file) may have left handlers or propagate=False
-        if lg is not logging.root:
-            lg.handlers.clear()
-            lg.propagate = True
-            lg.setLevel(logging.NOTSET)
-    try:
+    with clean_loggers(*_SAVED_LOGGERS):
         yield
-    finally:
-        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
-            lg.handlers[:], lg.propagate = handlers, propagate
-            lg.setLevel(level)
 
 
 @pytest.fixture

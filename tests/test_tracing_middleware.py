@@ -6,7 +6,6 @@ works.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from asgi_lambda_mw.tracing import (
     outgoing_headers,
 )
 from asgi_lambda_mw.types import Message
+from tests.logging_state import clean_loggers
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -36,19 +36,8 @@ _LIBRARY_LOGGERS = ("asgi_lambda_mw", "asgi_lambda_mw.access", "asgi_lambda_mw.e
 
 @pytest.fixture(autouse=True)
 def _restore_library_loggers() -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
-    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:  # earlier tests (any file) may have left handlers or propagate=False
-        if lg is not logging.root:
-            lg.handlers.clear()
-            lg.propagate = True
-            lg.setLevel(logging.NOTSET)
-    try:
+    with clean_loggers(*_LIBRARY_LOGGERS):
         yield
-    finally:
-        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
-            lg.handlers[:], lg.propagate = handlers, propagate
-            lg.setLevel(level)
 
 
 async def show_outgoing(request: Request) -> Response:
