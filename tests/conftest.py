@@ -6,6 +6,7 @@ which installs it, fails rather than skips when it is missing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -58,6 +59,29 @@ def _restore_library_loggers() -> Iterator[None]:
             logger.handlers[:] = handlers
             logger.propagate = propagate
             logger.setLevel(level)
+
+
+def _own_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.fixture
+def lambda_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The process's one event loop, as on Lambda (Mangum runs everything on the current loop),
+    closed after the test so none is left open."""
+    yield from _own_event_loop()
+
+
+@pytest.fixture(scope="module")
+def lambda_module_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """Like ``lambda_loop``, shared by a module's tests and closed after the module."""
+    yield from _own_event_loop()
 
 
 @pytest.fixture(scope="session")

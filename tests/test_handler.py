@@ -111,14 +111,8 @@ def make_app(calls: Calls) -> FastAPI:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _lambda_event_loop() -> Iterator[None]:
-    """The one event loop of a Lambda process (Mangum runs everything on the current loop),
-    closed after this module so no test leaves an open loop behind."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield
-    asyncio.set_event_loop(None)
-    loop.close()
+def _lambda_event_loop(lambda_module_loop: asyncio.AbstractEventLoop) -> None:
+    """Every test here runs on one Lambda-like event loop, closed after the module."""
 
 
 @pytest.fixture

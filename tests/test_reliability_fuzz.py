@@ -63,9 +63,7 @@ def _api() -> Starlette:
 
 
 @pytest.fixture(scope="module")
-def handler() -> Iterator[LambdaHandler]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+def handler(lambda_module_loop: asyncio.AbstractEventLoop) -> Iterator[LambdaHandler]:
     app = compose(
         _api(),
         rate_limit={"rate": "1000000/minute", "storage": MemoryStorage()},
@@ -75,8 +73,6 @@ def handler() -> Iterator[LambdaHandler]:
     lambda_app = lambda_handler(app)
     yield lambda_app
     lambda_app.shutdown()
-    asyncio.set_event_loop(None)
-    loop.close()
 
 
 def _base_event(shape: str) -> dict[str, Any]:

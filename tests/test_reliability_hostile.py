@@ -69,16 +69,6 @@ def _api() -> Starlette:
 
 
 @pytest.fixture
-def lambda_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """The process's one event loop, as on Lambda; closed after the test."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield loop
-    asyncio.set_event_loop(None)
-    loop.close()
-
-
-@pytest.fixture
 def table(moto_endpoint: str) -> str:
     name = f"rate-limit-{uuid.uuid4().hex[:12]}"
     assert main(["table", "create", "--table", name, "--endpoint-url", moto_endpoint]) == 0

@@ -383,16 +383,6 @@ async def test_fail_closed_answers_json_503_with_retry_after(
 # --- through lambda_handler ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def lambda_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """The process's one event loop, as on Lambda; closed after the test."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield loop
-    asyncio.set_event_loop(None)
-    loop.close()
-
-
 def _invoke_all(
     handler: LambdaHandler, count: int, make_event: Callable[..., dict[str, Any]]
 ) -> list[tuple[dict[str, Any], float]]:
