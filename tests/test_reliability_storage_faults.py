@@ -53,6 +53,7 @@ from .faults import (
     FaultProxy,
     delay,
 )
+from .fleet import run_fleet
 from .lambda_events import LambdaContext, http_api_event, rest_event
 from .test_storage_multiprocess import atomic_moto  # noqa: F401  (a fixture)
 
@@ -461,7 +462,6 @@ LOAD_RATE = Rate(20, 60)
 # Round instants (seconds after START): inside a window, just before and after its end,
 # half-way through the next, a skipped window, and the first instant of a window.
 ROUNDS = (10.0, 59.5, 60.0, 90.0, 119.999, 181.0, 240.0, 250.0)
-_spawn = multiprocessing.get_context("spawn")
 
 
 def _load_child(
@@ -511,28 +511,9 @@ def _load_child(
 
 
 def _run_fleet(endpoint: str, table: str, algorithm: Algorithm) -> list[tuple[int, int]]:
-    barrier = _spawn.Barrier(PROCESSES)
-    results: multiprocessing.SimpleQueue[tuple[int, int, int]] = _spawn.SimpleQueue()
-    processes = [
-        _spawn.Process(target=_load_child, args=(endpoint, table, algorithm, barrier, results))
-        for _ in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        for process in processes:
-            process.join(timeout=120)
-        assert [process.exitcode for process in processes] == [0] * PROCESSES
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-                process.join()
-    totals = [(0, 0)] * len(ROUNDS)
-    while not results.empty():
-        index, admitted, other = results.get()
-        totals[index] = (totals[index][0] + admitted, totals[index][1] + other)
-    return totals
+    return run_fleet(
+        _load_child, (endpoint, table, algorithm), processes=PROCESSES, rounds=len(ROUNDS)
+    )
 
 
 def _policy(algorithm: Algorithm) -> tuple[list[int], dict[int, int], WindowCounts | None]:

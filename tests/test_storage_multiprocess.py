@@ -19,12 +19,12 @@ from asgi_lambda_mw.cli import main
 from asgi_lambda_mw.exceptions import StorageError
 from asgi_lambda_mw.ratelimit.policy import Algorithm, Decision, Rate, apply_hit
 from asgi_lambda_mw.ratelimit.storage.dynamodb import DynamoDBStorage
+from tests.fleet import run_fleet
 
 PROCESSES = 4
 TASKS_PER_PROCESS = 20
 RATE = Rate(30, 60)
 START = 1_800_000_000.0  # the start of a minute
-_spawn = multiprocessing.get_context("spawn")
 
 
 @pytest.fixture
@@ -90,28 +90,9 @@ def _run_processes(
     """(allowed, errors) per round, summed over every process."""
     table = f"rate-limit-{uuid.uuid4().hex[:12]}"
     assert main(["table", "create", "--table", table, "--endpoint-url", endpoint]) == 0
-    barrier = _spawn.Barrier(PROCESSES)
-    results: multiprocessing.SimpleQueue[tuple[int, int, int]] = _spawn.SimpleQueue()
-    processes = [
-        _spawn.Process(target=_child, args=(endpoint, table, algorithm, rounds, barrier, results))
-        for _ in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        for process in processes:
-            process.join(timeout=120)
-        assert [process.exitcode for process in processes] == [0] * PROCESSES
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-                process.join()
-    totals = [(0, 0)] * len(rounds)
-    while not results.empty():
-        index, allowed, errors = results.get()
-        totals[index] = (totals[index][0] + allowed, totals[index][1] + errors)
-    return totals
+    return run_fleet(
+        _child, (endpoint, table, algorithm, rounds), processes=PROCESSES, rounds=len(rounds)
+    )
 
 
 def _policy_admits(algorithm: Algorithm, rounds: tuple[float, ...]) -> list[int]:
