@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ..events import UnknownSampleEvent, sample_event
-from ..local._context import DEFAULT_MEMORY_MB, LocalContext, new_request_id, new_trace_id
+from ..local._context import LocalContext, new_request_id, new_trace_id
 from ..local._gateway import GatewayResponse, MalformedAnswer, detect_format, read_answer
 from ..local._handler_ref import HandlerImportError, HandlerRef, load_handler
 from ..local._overrides import RequestOverrides, apply_overrides
 from . import PROG, CommandError
+from ._function_options import add_function_options
 from .watch import read_env_file
 
 __all__ = ["register"]
@@ -66,29 +67,10 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="print the HTTP response the gateway would send instead of the raw answer",
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="what context.get_remaining_time_in_millis() counts down from (default: 30)",
-    )
-    parser.add_argument(
-        "--memory",
-        type=int,
-        default=DEFAULT_MEMORY_MB,
-        metavar="MB",
-        help=f"context.memory_limit_in_mb (default: {DEFAULT_MEMORY_MB})",
-    )
-    parser.add_argument(
-        "--function-name", help="AWS_LAMBDA_FUNCTION_NAME (default: from the module name)"
-    )
-    parser.add_argument(
-        "--env-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="KEY=VALUE lines set in the environment before the import (repeatable)",
+    add_function_options(
+        parser,
+        timeout_help="what context.get_remaining_time_in_millis() counts down from",
+        env_file_help="KEY=VALUE lines set in the environment before the import",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="print the traceback when the handler raises"

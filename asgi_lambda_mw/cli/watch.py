@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from .._env import env_str
-from ..local._context import DEFAULT_MEMORY_MB, function_arn
+from ..local._context import function_arn
 from ..local._embedded_dynamodb import MotoMissing, embedded_dynamodb
 from ..local._front import GatewayServer, LocalGateway
 from ..local._function import FunctionHost, FunctionSettings, python_command
@@ -30,13 +30,13 @@ from ..local._gateway import EVENT_FORMATS, EventFormat
 from ..local._handler_ref import HandlerImportError, HandlerRef
 from ..local._reload import SourceWatcher
 from . import CommandError
+from ._function_options import add_function_options
 
 __all__ = ["read_env_file", "register"]
 
 logger = logging.getLogger("asgi_lambda_mw.cli.watch")
 
 DEFAULT_PORT = 9000
-DEFAULT_TIMEOUT = 30.0
 _RUNTIMES = ("builtin", "awslambdaric")
 _FORMAT_TITLES: dict[EventFormat, str] = {
     "http-api": "API Gateway HTTP API, payload 2.0",
@@ -76,29 +76,10 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default="http-api",
         help="payload the function receives (default: http-api, payload 2.0)",
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"function timeout; past it the request gets 504 (default: {DEFAULT_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--memory",
-        type=int,
-        default=DEFAULT_MEMORY_MB,
-        metavar="MB",
-        help=f"memory size the function is told it has (default: {DEFAULT_MEMORY_MB})",
-    )
-    parser.add_argument(
-        "--function-name", help="AWS_LAMBDA_FUNCTION_NAME (default: from the module name)"
-    )
-    parser.add_argument(
-        "--env-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="KEY=VALUE lines added to the function's environment (repeatable)",
+    add_function_options(
+        parser,
+        timeout_help="function timeout; past it the request gets 504",
+        env_file_help="KEY=VALUE lines added to the function's environment",
     )
     parser.add_argument(
         "--reload",
