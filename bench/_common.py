@@ -167,6 +167,15 @@ def pinned(command: Sequence[str], cpu: int) -> list[str]:
     return list(command)
 
 
+def uvicorn_command(factory: str, port: int) -> list[str]:
+    """uvicorn serving ``bench.apps.one_route:<factory>`` on 127.0.0.1, pinned to CPU 0 (the load
+    generator gets CPU 1), without uvicorn's own access log."""
+    command = [PYTHON, "-m", "uvicorn", "--factory", f"bench.apps.one_route:{factory}"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    command += ["--log-level", "warning", "--loop", "uvloop", "--http", "httptools"]
+    return pinned(command, 0)
+
+
 def bench_env(**extra: str) -> dict[str, str]:
     """The environment for child processes: this one without the library's own settings,
     dummy credentials, a region, and the repository on the import path."""

@@ -29,6 +29,7 @@ from bench._common import (
     process,
     row,
     skipped,
+    uvicorn_command,
 )
 from bench.apps.one_route import BENCH_TABLE, UNLIMITED_RATE, update_item_request
 
@@ -189,28 +190,7 @@ def _httpx_botocore(
 
 
 def _server(factory: str, port: int, endpoint: str) -> tuple[list[str], dict[str, str]]:
-    command = pinned(
-        [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "--factory",
-            f"bench.apps.one_route:{factory}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-        ],
-        0,
-    )
-    return command, bench_env(AWS_ENDPOINT_URL_DYNAMODB=endpoint)
+    return uvicorn_command(factory, port), bench_env(AWS_ENDPOINT_URL_DYNAMODB=endpoint)
 
 
 def _throughput(smoke: bool) -> list[Row]:

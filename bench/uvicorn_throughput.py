@@ -11,41 +11,16 @@ import functools
 
 from bench import _wrk
 from bench._common import (
-    PYTHON,
     Row,
     Target,
     alternate,
     free_port,
     median,
-    pinned,
     process,
     row,
     skipped,
+    uvicorn_command,
 )
-
-
-def _server(factory: str, port: int) -> list[str]:
-    return pinned(
-        [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "--factory",
-            f"bench.apps.one_route:{factory}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-        ],
-        0,
-    )
 
 
 def measure(smoke: bool) -> list[Row]:
@@ -63,9 +38,9 @@ def measure(smoke: bool) -> list[Row]:
         pass
     ports = {factory: free_port() for factory in factories}
     with (
-        process(_server("stack", ports["stack"]), port=ports["stack"]),
-        process(_server("bare", ports["bare"]), port=ports["bare"]),
-        process(_server("peer", ports["peer"]), port=ports["peer"])
+        process(uvicorn_command("stack", ports["stack"]), port=ports["stack"]),
+        process(uvicorn_command("bare", ports["bare"]), port=ports["bare"]),
+        process(uvicorn_command("peer", ports["peer"]), port=ports["peer"])
         if "peer" in ports
         else _nothing(),
     ):
