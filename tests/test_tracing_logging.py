@@ -265,6 +265,48 @@ async def test_default_json_handler_does_not_repeat_lines_through_root_handlers(
     assert runtime_output.getvalue() == ""
 
 
+class _PassEverything(logging.Filter):
+    """Changes nothing, but its presence makes logging itself handle the access line."""
+
+
+async def test_default_access_line_is_the_line_logging_would_write(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The default set-up writes access lines without a LogRecord; a filter on the logger
+    # sends them through logging. Both must write the same line.
+    app = TracingMiddleware(make_app(), clock=lambda: 1.0)
+    headers = {
+        "X-Request-ID": "same-1",
+        "User-Agent": "probe/1.0",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    await request(app, headers=headers)
+    logging.getLogger("asgi_lambda_mw.access").addFilter(_PassEverything())
+    await request(app, headers=headers)
+    direct, through_logging = (json.loads(text) for text in capsys.readouterr().out.splitlines())
+    assert direct.pop("timestamp") and through_logging.pop("timestamp")
+    assert list(direct.items()) == list(through_logging.items())  # same fields, same order
+    assert direct["request_id"] == "same-1" and direct["message"] == "GET / 200"
+    assert direct["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+
+
+async def test_filters_and_levels_set_later_still_apply_to_access_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app = TracingMiddleware(make_app())
+    access = logging.getLogger("asgi_lambda_mw.access")
+    [handler] = access.handlers
+    handler.addFilter(lambda record: record.getMessage() != "GET / 200")
+    await request(app)
+    await request(app, "/missing")
+    handler.filters.clear()
+    handler.setLevel(logging.WARNING)
+    await request(app)
+    assert [json.loads(text)["message"] for text in capsys.readouterr().out.splitlines()] == [
+        "GET /missing 404"
+    ]
+
+
 def test_library_logger_configured_by_the_user_is_left_alone() -> None:
     library = logging.getLogger("asgi_lambda_mw")
     stream = io.StringIO()

@@ -25,6 +25,7 @@ __all__ = [
     "ensure_json_output",
     "printable",
     "resolve_log_level",
+    "write_without_record",
 ]
 
 LIBRARY_LOGGER = "asgi_lambda_mw"
@@ -85,19 +86,13 @@ class JSONFormatter(logging.Formatter):
         self._static_fields = dict(static_fields or {})
 
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {
-            "timestamp": _utc_timestamp(record.created),
-            "level": record.levelname,
-            "message": record.getMessage(),
-            "logger": record.name,
-            "location": f"{record.funcName}:{record.lineno}",
-        }
-        context = _current.get()
-        if context is not None:  # a record's own (extra=, filter) values take precedence
-            fields["request_id"] = context.request_id
-            fields["xray_trace_id"] = context.xray_trace_id
-            fields["trace_id"] = context.trace_id
-        fields.update(self._static_fields)
+        fields = self._leading_fields(
+            record.created,
+            record.levelname,
+            record.getMessage(),
+            record.name,
+            f"{record.funcName}:{record.lineno}",
+        )
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRIBUTES:
                 fields[key] = value
@@ -110,14 +105,53 @@ class JSONFormatter(logging.Formatter):
             fields["exception"] = record.exc_text
         if record.stack_info:
             fields["stack_trace"] = self.formatStack(record.stack_info)
-        try:
-            return _ENCODER.encode(fields)
-        except (TypeError, ValueError):  # e.g. a dict with tuple keys, or a reference cycle
-            safe = {
-                key: value if isinstance(value, _JSON_SCALARS) else repr(value)
-                for key, value in fields.items()
-            }
-            return _FALLBACK_ENCODER.encode(safe)
+        return _encode(fields)
+
+    def format_fields(
+        self,
+        created: float,
+        level: int,
+        message: str,
+        logger: str,
+        location: str,
+        extra: Mapping[str, Any],
+    ) -> str:
+        """The line ``format`` makes of a record carrying ``extra`` (and no exception),
+        without a LogRecord."""
+        fields = self._leading_fields(
+            created, logging.getLevelName(level), message, logger, location
+        )
+        fields.update(extra)
+        return _encode(fields)
+
+    def _leading_fields(
+        self, created: float, level: str, message: str, logger: str, location: str
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "timestamp": _utc_timestamp(created),
+            "level": level,
+            "message": message,
+            "logger": logger,
+            "location": location,
+        }
+        context = _current.get()
+        if context is not None:  # a record's own (extra=, filter) values take precedence
+            fields["request_id"] = context.request_id
+            fields["xray_trace_id"] = context.xray_trace_id
+            fields["trace_id"] = context.trace_id
+        fields.update(self._static_fields)
+        return fields
+
+
+def _encode(fields: dict[str, Any]) -> str:
+    try:
+        return _ENCODER.encode(fields)
+    except (TypeError, ValueError):  # e.g. a dict with tuple keys, or a reference cycle
+        safe = {
+            key: value if isinstance(value, _JSON_SCALARS) else repr(value)
+            for key, value in fields.items()
+        }
+        return _FALLBACK_ENCODER.encode(safe)
 
 
 class RequestContextFilter(logging.Filter):
@@ -154,6 +188,47 @@ class _JSONHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._follows_stdout:
             self.stream = sys.stdout
         super().emit(record)
+
+    def write_line(self, line: str) -> None:
+        """Write one formatted line as ``emit`` does (under the handler's lock)."""
+        with self.lock:  # type: ignore[union-attr]  # Handler.__init__ always creates it
+            if self._follows_stdout:
+                self.stream = sys.stdout
+            self.stream.write(line + self.terminator)
+            self.flush()
+
+
+def write_without_record(
+    logger: logging.Logger, level: int, message: str, location: str, fields: Mapping[str, Any]
+) -> bool:
+    """Write the line ``logger.handle`` would write for a record at ``level`` carrying
+    ``fields`` (with ``request_id`` among them), but without making a LogRecord, which with
+    logging's dispatch is half the cost of an access line.
+
+    Done only when nothing on the way could change the outcome: the logger's one handler is a
+    JSON handler of this module with a plain JSONFormatter and no filter but the context one
+    (a no-op for records carrying ``request_id``), and the logger has no filter, is enabled and
+    does not propagate. The caller checks ``isEnabledFor(level)``. Returns False, having
+    written nothing, when logging itself must handle the line.
+    """
+    handlers = logger.handlers
+    if len(handlers) != 1 or logger.filters or logger.propagate or logger.disabled:
+        return False
+    handler = handlers[0]
+    filters = handler.filters
+    if (
+        type(handler) is not _JSONHandler
+        or level < handler.level
+        or (filters and (len(filters) != 1 or filters[0] is not _CONTEXT_FILTER))
+        or type(handler.formatter) is not JSONFormatter
+        or "request_id" not in fields
+    ):
+        return False
+    line = handler.formatter.format_fields(
+        time.time(), level, message, logger.name, location, fields
+    )
+    handler.write_line(line)
+    return True
 
 
 _shared_handler: _JSONHandler | None = None

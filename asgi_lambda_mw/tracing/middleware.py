@@ -27,7 +27,13 @@ from ._ids import (
     parse_xray,
     trace_id_from_xray,
 )
-from ._logging import LIBRARY_LOGGER, ensure_json_output, printable, resolve_log_level
+from ._logging import (
+    LIBRARY_LOGGER,
+    ensure_json_output,
+    printable,
+    resolve_log_level,
+    write_without_record,
+)
 from .errors import SafetyNet
 
 __all__ = ["TracingMiddleware"]
@@ -268,17 +274,22 @@ class TracingMiddleware:
                 "function_name": getattr(aws_context, "function_name", None),
                 "function_request_id": getattr(aws_context, "aws_request_id", None),
             }
+            args = (method, printable(str(path)), status)
+            logger = self._logger
+            if write_without_record(
+                logger, level, _ACCESS_MESSAGE % args, _ACCESS_LOCATION, fields
+            ):
+                return
             # Made here rather than by Logger.log(extra=fields), which walks the stack to find
             # this method and checks each field for a clash with a LogRecord attribute: a fifth
             # of the cost of the line. Logger.handle still applies the logger's filters.
-            logger = self._logger
             record = logger.makeRecord(
                 logger.name,
                 level,
                 _ACCESS_CODE.co_filename,
                 _ACCESS_CODE.co_firstlineno,
-                "%s %s %d",
-                (method, printable(str(path)), status),
+                _ACCESS_MESSAGE,
+                args,
                 None,
                 _ACCESS_CODE.co_name,
             )
@@ -290,6 +301,8 @@ class TracingMiddleware:
 
 # Where access lines say they come from (``location``), without looking it up per line.
 _ACCESS_CODE = TracingMiddleware._log_access.__code__
+_ACCESS_LOCATION = f"{_ACCESS_CODE.co_name}:{_ACCESS_CODE.co_firstlineno}"
+_ACCESS_MESSAGE = "%s %s %d"
 
 
 def _set_header(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
