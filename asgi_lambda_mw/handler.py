@@ -19,11 +19,11 @@ from urllib.parse import unquote
 
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from mangum.handlers import ALB, APIGateway, HTTPGateway, LambdaAtEdge
-from mangum.protocols import HTTPCycle
 from mangum.types import LambdaConfig
 from mangum.types import LambdaHandler as _MangumHandler
 from mangum.types import Response as _MangumResponse
 
+from ._http_cycle import HTTPCycle
 from ._lifespan import LifespanMode, LifespanStartupFailed, OnceLifespan
 from ._scope import COLD_START_KEY
 from .client import ClientIPResolver
@@ -159,8 +159,10 @@ class LambdaHandler:
             scope["state"] = lifespan.state.copy()
         scope[COLD_START_KEY] = cold_start
 
+        response = HTTPCycle(body, loop).run(self._app, scope)
+        if response is None:  # logged by the cycle
+            response = _json_response(500, _internal_error_body(context))
         try:
-            response = HTTPCycle(scope, body)(self._app)
             result: dict[str, Any] = handler(response)
         except Exception:
             logger.exception("the response could not be turned into a Lambda answer")

@@ -77,6 +77,9 @@ def compose(
         cors_options["extra_expose_headers"] = exposed
         stack = CORSMiddleware(stack, **cors_options)
     if tracing_options is not None:
+        # The inner net already holds a streamed response until it is complete; holding it a
+        # second time would only cost another buffer per request.
+        tracing_options.setdefault("hold_responses", False)
         stack = TracingMiddleware(stack, **tracing_options)
     return stack
 

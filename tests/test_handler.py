@@ -567,6 +567,87 @@ def test_app_that_sends_no_response_answers_json_500(
     assert json_of(answer)["error"] == "Internal Server Error"
 
 
+async def _start(send: Send, status: int = 200) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [[b"x-a", b"1"]]})
+
+
+def test_app_that_raises_before_responding_answers_json_500_and_is_logged(
+    make_handler: Callable[..., LambdaHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def failing_app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="asgi_lambda_mw.handler"):
+        answer = invoke(make_handler(failing_app, lifespan="off"), http_api_event("GET", "/"))
+    assert answer["statusCode"] == 500
+    assert json_of(answer)["error"] == "Internal Server Error"
+    assert "boom" not in body_of(answer).decode()
+    [record] = caplog.records
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
+
+
+def test_app_that_raises_mid_body_answers_500_not_a_truncated_200(
+    make_handler: Callable[..., LambdaHandler],
+) -> None:
+    async def half_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await _start(send)
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise ValueError("boom")
+
+    answer = invoke(make_handler(half_app, lifespan="off"), http_api_event("GET", "/"))
+    assert answer["statusCode"] == 500
+    assert json_of(answer)["error"] == "Internal Server Error"
+
+
+def test_app_that_raises_after_a_complete_response_keeps_the_response(
+    make_handler: Callable[..., LambdaHandler], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def late_failure(scope: Scope, receive: Receive, send: Send) -> None:
+        await _start(send, 201)
+        await send({"type": "http.response.body", "body": b"done"})
+        raise ValueError("cleanup failed")
+
+    with caplog.at_level(logging.ERROR, logger="asgi_lambda_mw.handler"):
+        answer = invoke(make_handler(late_failure, lifespan="off"), http_api_event("GET", "/"))
+    assert (answer["statusCode"], body_of(answer)) == (201, b"done")
+    assert "after" in caplog.records[0].getMessage()
+
+
+def test_streamed_body_chunks_are_joined_and_the_app_sees_the_disconnect(
+    make_handler: Callable[..., LambdaHandler],
+) -> None:
+    seen: list[Any] = []
+
+    async def streaming_app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((await receive())["body"])
+
+        async def listen() -> None:  # as Starlette's StreamingResponse does
+            seen.append((await receive())["type"])
+
+        listener = asyncio.ensure_future(listen())
+        await _start(send)
+        for chunk in (b"a", b"", b"bc"):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"d"})
+        await listener
+
+    event = http_api_event("POST", "/", body="payload")
+    answer = invoke(make_handler(streaming_app, lifespan="off"), event)
+    assert (answer["statusCode"], body_of(answer)) == (200, b"abcd")
+    assert header_values(answer, "x-a") == ["1"]
+    assert seen == [b"payload", "http.disconnect"]
+
+
+def test_body_before_the_response_start_answers_500(
+    make_handler: Callable[..., LambdaHandler],
+) -> None:
+    async def confused_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.body", "body": b"too early"})
+
+    answer = invoke(make_handler(confused_app, lifespan="off"), http_api_event("GET", "/"))
+    assert answer["statusCode"] == 500
+
+
 # --- configuration ----------------------------------------------------------------------------
 
 
