@@ -269,25 +269,35 @@ class _PassEverything(logging.Filter):
     """Changes nothing, but its presence makes logging itself handle the access line."""
 
 
+@pytest.mark.parametrize("static_fields", [None, {"service": "orders"}])
 async def test_default_access_line_is_the_line_logging_would_write(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], static_fields: dict[str, str] | None
 ) -> None:
     # The default set-up writes access lines without a LogRecord; a filter on the logger
     # sends them through logging. Both must write the same line.
     app = TracingMiddleware(make_app(), clock=lambda: 1.0)
+    access = logging.getLogger("asgi_lambda_mw.access")
+    [handler] = access.handlers
+    handler.setFormatter(JSONFormatter(static_fields=static_fields))
     headers = {
         "X-Request-ID": "same-1",
-        "User-Agent": "probe/1.0",
+        "User-Agent": 'probe/1.0 "quoted" \\ caf\xe9 \x7f'.encode("latin-1"),
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     }
-    await request(app, headers=headers)
-    logging.getLogger("asgi_lambda_mw.access").addFilter(_PassEverything())
-    await request(app, headers=headers)
-    direct, through_logging = (json.loads(text) for text in capsys.readouterr().out.splitlines())
-    assert direct.pop("timestamp") and through_logging.pop("timestamp")
-    assert list(direct.items()) == list(through_logging.items())  # same fields, same order
-    assert direct["request_id"] == "same-1" and direct["message"] == "GET / 200"
-    assert direct["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    path = "/caf%C3%A9-%22quoted%22"  # escaped alike in the message and the path fields
+    await request(app, path, headers=headers)
+    access.addFilter(_PassEverything())
+    await request(app, path, headers=headers)
+    direct, through_logging = capsys.readouterr().out.splitlines()
+    direct_fields, logging_fields = json.loads(direct), json.loads(through_logging)
+    assert direct_fields.pop("timestamp") and logging_fields.pop("timestamp")
+    assert list(direct_fields.items()) == list(logging_fields.items())  # same fields and order
+    assert direct.partition(",")[2] == through_logging.partition(",")[2]  # and the same text
+    assert direct_fields["request_id"] == "same-1"
+    assert direct_fields["message"] == 'GET /caf\xe9-"quoted" 404'
+    assert direct_fields["user_agent"] == 'probe/1.0 "quoted" \\ caf\xe9 \x7f'
+    assert direct_fields["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert direct_fields.get("service") == (static_fields or {}).get("service")
 
 
 async def test_filters_and_levels_set_later_still_apply_to_access_lines(

@@ -52,6 +52,7 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 # which was half the cost of formatting a line.
 _ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
 _FALLBACK_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_encode_str = json.encoder.encode_basestring_ascii  # what both encoders use for a str
 
 
 @lru_cache(maxsize=4)  # lines come in bursts within the same second
@@ -117,12 +118,22 @@ class JSONFormatter(logging.Formatter):
         extra: Mapping[str, Any],
     ) -> str:
         """The line ``format`` makes of a record carrying ``extra`` (and no exception),
-        without a LogRecord."""
-        fields = self._leading_fields(
-            created, logging.getLevelName(level), message, logger, location
+        without a LogRecord. ``extra`` starts with the request's ``request_id``,
+        ``xray_trace_id`` and ``trace_id``, as access lines do: where ``format`` writes them
+        after the leading five fields, so only those five need writing here."""
+        if self._static_fields:  # they go between the request's ids and the rest
+            fields = self._leading_fields(
+                created, logging.getLevelName(level), message, logger, location
+            )
+            fields.update(extra)
+            return _encode(fields)
+        # By hand: a fifth of the cost of encoding them in one dict with the rest.
+        return (
+            f'{{"timestamp":"{_utc_timestamp(created)}",'
+            f'"level":{_encode_str(logging.getLevelName(level))},'
+            f'"message":{_encode_str(message)},"logger":{_encode_str(logger)},'
+            f'"location":{_encode_str(location)},{_encode(dict(extra))[1:]}'
         )
-        fields.update(extra)
-        return _encode(fields)
 
     def _leading_fields(
         self, created: float, level: str, message: str, logger: str, location: str
@@ -202,7 +213,8 @@ def write_without_record(
     logger: logging.Logger, level: int, message: str, location: str, fields: Mapping[str, Any]
 ) -> bool:
     """Write the line ``logger.handle`` would write for a record at ``level`` carrying
-    ``fields`` (with ``request_id`` among them), but without making a LogRecord, which with
+    ``fields`` (which start with the request's ``request_id``, ``xray_trace_id`` and
+    ``trace_id``), but without making a LogRecord, which with
     logging's dispatch is half the cost of an access line.
 
     Done only when nothing on the way could change the outcome: the logger's one handler is a
@@ -221,7 +233,7 @@ def write_without_record(
         or level < handler.level
         or (filters and (len(filters) != 1 or filters[0] is not _CONTEXT_FILTER))
         or type(handler.formatter) is not JSONFormatter
-        or "request_id" not in fields
+        or next(iter(fields), None) != "request_id"
     ):
         return False
     line = handler.formatter.format_fields(

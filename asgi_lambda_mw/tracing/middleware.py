@@ -261,7 +261,10 @@ class TracingMiddleware:
         try:
             method, path = scope.get("method"), scope.get("path")
             aws_context = scope.get("aws.context")
-            fields = {
+            fields = {  # the request's ids first, as write_without_record wants them
+                "request_id": context.request_id,
+                "xray_trace_id": context.xray_trace_id,
+                "trace_id": context.trace_id,
                 "method": method,
                 "path": path,
                 "status": status,
@@ -270,9 +273,6 @@ class TracingMiddleware:
                 "user_agent": None
                 if user_agent is None
                 else user_agent[:_MAX_USER_AGENT_LENGTH].decode("latin-1"),
-                "request_id": context.request_id,
-                "xray_trace_id": context.xray_trace_id,
-                "trace_id": context.trace_id,
                 "cold_start": bool(scope.get(COLD_START_KEY, False)),
                 "function_name": getattr(aws_context, "function_name", None),
                 "function_request_id": getattr(aws_context, "aws_request_id", None),
