@@ -7,7 +7,9 @@ Only Starlette is imported here; each factory imports what it wraps the app in.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from typing import Any
 
 from starlette.applications import Starlette
@@ -128,6 +130,54 @@ def update_item_request(key: str) -> dict[str, Any]:
         "ReturnValues": "UPDATED_NEW",
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
+
+
+class _PassThrough:
+    """The least a pure-ASGI layer that touches responses does: wrap ``send`` and add one
+    header to the response start."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-layer", b"1")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+class _OneJSONLine(_PassThrough):
+    """A pass-through layer that also writes the least an access log writes: one JSON line
+    (method, path, status) per request on stdout, flushed."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def send_noting_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_noting_status)
+        line = {"method": scope["method"], "path": scope["path"], "status": status}
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+
+
+def floor() -> Any:
+    """The floor of any three-layer stack with an access log: three pass-through layers and
+    one JSON line per request, doing none of the layers' work (no ids, no limits, no CORS)."""
+    return _OneJSONLine(_PassThrough(_PassThrough(build_app())))
 
 
 def layer_rate_limit() -> Any:
