@@ -206,7 +206,7 @@ class _JSONHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if self._follows_stdout:
                 self.stream = sys.stdout
             self.stream.write(line + self.terminator)
-            self.flush()
+            self.stream.flush()  # not self.flush(), which would take the lock a second time
 
 
 def write_without_record(
