@@ -2,7 +2,9 @@
 API event. Our stack uses DynamoDB storage (RATE_LIMIT_TABLE set), so its first invocation makes
 one real UpdateItem round trip, to the local stub (bench/_stub.py) started once here.
 
-The variants run in rotation (A B C ... A B C), medians of import + first invoke.
+The variants run in rotation (A B C ... A B C), medians of import + first invoke. One reference
+variant runs the demo stack without usable bytecode, as on Lambda from a zip without .pyc (its
+file system is read-only, so nothing compiled is kept): what deploy/bundle_dependencies.py saves.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import functools
 import json
 import os
 import subprocess
+import tempfile
 
 from bench._common import (
     ORIGIN,
@@ -34,6 +37,7 @@ _VARIANTS = {
     "demo_boto3": "bench.apps.lambda_demo_boto3",
     "one_stack": "bench.apps.lambda_one_stack",
     "one_bare": "bench.apps.lambda_one_bare",
+    "demo_stack_no_bytecode": "bench.apps.lambda_demo_stack",
 }
 
 
@@ -85,12 +89,22 @@ def measure(smoke: bool) -> list[Row]:
     )
     have_peers = _available("slowapi") and _available("asgi_correlation_id")
     names = [name for name in _VARIANTS if have_peers or name != "demo_peer"]
-    with process([PYTHON, "-m", "bench._stub", "--port", str(port)], port=port):
+    with (
+        process([PYTHON, "-m", "bench._stub", "--port", str(port)], port=port),
+        tempfile.TemporaryDirectory(prefix="no-bytecode-") as empty_cache,
+    ):
+        # Bytecode looked for in an empty directory and never written: every module compiled.
+        envs = {name: env for name in names}
+        envs["demo_stack_no_bytecode"] = {
+            **env,
+            "PYTHONPYCACHEPREFIX": empty_cache,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         if not smoke:  # compile bytecode and warm the page cache, uncounted
             for name in names:
-                _cold(_VARIANTS[name], env)
+                _cold(_VARIANTS[name], envs[name])
         results = alternate(
-            [functools.partial(_cold, _VARIANTS[name], env) for name in names], rounds
+            [functools.partial(_cold, _VARIANTS[name], envs[name]) for name in names], rounds
         )
     # The verdicts use CPU time (user + system) of import + first invoke: on a shared 2-core
     # machine wall time also counts waiting for the CPU. Wall-clock medians are in the note.
@@ -140,6 +154,16 @@ def measure(smoke: bool) -> list[Row]:
                 smoke=smoke,
             )
         )
+    rows.append(
+        row(
+            "cold start (CPU): demo full stack, no bytecode (a zip without .pyc) vs with",
+            ms["demo_stack_no_bytecode"],
+            ms["demo_stack"],
+            "ms",
+            None,
+            smoke=smoke,
+        )
+    )
     rows.append(
         row(
             "cold start (CPU): demo, boto3 client at import vs bare Mangum",

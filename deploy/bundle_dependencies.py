@@ -1,5 +1,6 @@
 """Adds the function's Python dependencies, as wheels built for Lambda's CPU and Python, to the
-zip `serverless package` made of the source (asgi_lambda_mw/ and demo_app/).
+zip `serverless package` made of the source (asgi_lambda_mw/ and demo_app/), and bytecode for
+Lambda's Python for all of it when that Python is on this machine.
 
 Run by deploy/python-bundle-plugin.js after serverless zips the code; no Docker needed: pip picks
 manylinux wheels for the target with --platform/--python-version and never builds from source.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import re
 import shutil
 import stat
@@ -100,14 +102,76 @@ def add_to_zip(archive: Path, source: Path) -> int:
         )
         if clashes:
             raise BundleError(f"{archive.name} already holds {', '.join(sorted(clashes))}")
-        for path in files:
-            entry = zipfile.ZipInfo(path.relative_to(source).as_posix(), date_time=_ZIP_DATE)
-            # Readable by everyone: Lambda runs the code as another user than the one who zipped.
-            mode = stat.S_IMODE(path.stat().st_mode) | 0o444
-            entry.external_attr = (stat.S_IFREG | mode) << 16
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            bundle.writestr(entry, path.read_bytes())
+        _append(bundle, source, files)
     return len(files)
+
+
+def _append(bundle: zipfile.ZipFile, root: Path, files: Iterable[Path]) -> None:
+    for path in files:
+        entry = zipfile.ZipInfo(path.relative_to(root).as_posix(), date_time=_ZIP_DATE)
+        # Readable by everyone: Lambda runs the code as another user than the one who zipped.
+        mode = stat.S_IMODE(path.stat().st_mode) | 0o444
+        entry.external_attr = (stat.S_IFREG | mode) << 16
+        entry.compress_type = zipfile.ZIP_DEFLATED
+        bundle.writestr(entry, path.read_bytes())
+
+
+def find_python(version: str) -> str | None:
+    """A Python ``version`` interpreter on this machine: ``python3.12`` on PATH, else one that
+    pyenv installed; None when there is none. Each candidate is run to check what it is (pyenv
+    puts shims on PATH that fail for versions not selected)."""
+    candidates = [f"python{version}"]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates += sorted(
+        (str(path) for path in pyenv_root.glob(f"versions/{version}.*/bin/python{version}")),
+        reverse=True,
+    )
+    for candidate in candidates:
+        try:
+            result = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except OSError:
+            continue
+        if result.returncode == 0 and result.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def compile_bytecode(python: str, root: Path) -> None:
+    """Compile every .py under ``root`` with ``python`` into __pycache__ beside it.
+
+    Lambda's file system is read-only, so without these every cold start compiles each module
+    it imports (the demo: about 4x the CPU of a cold start with bytecode). Hash-checked .pyc:
+    used only while the source is unchanged, and the same bytes for the same sources.
+    """
+    command = [python, "-m", "compileall", "-q", "-j", "0", "-s", str(root)]
+    command += ["--invalidation-mode", "checked-hash", str(root)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:  # a file this Python cannot compile: it is compiled if imported
+        print(
+            "bundle_dependencies: warning: some files were left without bytecode:\n"
+            + (result.stdout + result.stderr)[-2000:],
+            file=sys.stderr,
+        )
+
+
+def add_source_bytecode(archive: Path, python: str) -> int:
+    """Add bytecode for the .py files already in ``archive`` (the code serverless zipped)."""
+    with tempfile.TemporaryDirectory(prefix="lambda-code-") as directory:
+        root = Path(directory)
+        with zipfile.ZipFile(archive) as bundle:
+            sources = [name for name in bundle.namelist() if name.endswith(".py")]
+            bundle.extractall(root, members=sources)
+        compile_bytecode(python, root)
+        compiled = sorted(root.rglob("__pycache__/*.pyc"))
+        with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED) as bundle:
+            _append(bundle, root, compiled)
+    return len(compiled)
 
 
 def _top_level(names: Iterable[str]) -> set[str]:
@@ -123,12 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.zip.is_file():
         print(f"bundle_dependencies: no such zip: {args.zip}", file=sys.stderr)
         return 2
+    python = find_python(args.python_version)
     try:
         with tempfile.TemporaryDirectory(prefix="lambda-deps-") as directory:
             target = Path(directory)
             install(target, python_version=args.python_version, architecture=args.architecture)
             prune(target)
+            if python is not None:
+                compile_bytecode(python, target)
             count = add_to_zip(args.zip, target)
+        if python is not None:
+            count += add_source_bytecode(args.zip, python)
     except BundleError as error:
         print(f"bundle_dependencies: {error}", file=sys.stderr)
         return 1
@@ -136,6 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"bundle_dependencies: added {count} files for Python {args.python_version} "
         f"on {args.architecture} to {args.zip.name}"
     )
+    if python is None:
+        print(
+            f"bundle_dependencies: warning: no Python {args.python_version} here, so the zip has "
+            "no bytecode and every cold start compiles the code it imports (several times the "
+            f"CPU of a cold start with bytecode); install Python {args.python_version} to fix",
+            file=sys.stderr,
+        )
     return 0
 
 

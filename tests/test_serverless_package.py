@@ -8,6 +8,7 @@ The package step runs once per session (it pip-downloads the aarch64 wheels: sec
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
@@ -380,9 +381,87 @@ def test_zip_leaves_out_tests_tools_and_caches(names: list[str]) -> None:
         "pyproject.toml",
     }
     assert not unwanted_tops & _top_level(names)
+    assert not [name for name in names if name.endswith(".pyo")]
+
+
+# The flags word of a hash-based .pyc checked against its source on import (PEP 552).
+_CHECKED_HASH_FLAGS = 0b11
+
+
+def test_bytecode_in_the_zip_is_only_for_lambdas_python_and_its_own_sources(
+    bundle: zipfile.ZipFile, names: list[str]
+) -> None:
+    # Nothing from the build machine's caches: every .pyc is for Python 3.12, hash-checked,
+    # and sits in the __pycache__ beside a source the zip holds.
+    present = set(names)
     for name in names:
-        assert "__pycache__" not in PurePosixPath(name).parts, name
-        assert not name.endswith((".pyc", ".pyo")), name
+        path = PurePosixPath(name)
+        if "__pycache__" in path.parts or name.endswith(".pyc"):
+            assert path.parent.name == "__pycache__" and path.name.endswith(".cpython-312.pyc")
+            source = path.parent.parent / (path.name.split(".", 1)[0] + ".py")
+            assert str(source) in present, name
+            flags = int.from_bytes(bundle.read(name)[4:8], "little")
+            assert flags == _CHECKED_HASH_FLAGS, name
+
+
+def _lambda_python() -> str:
+    """Python 3.12 as deploy/bundle_dependencies.py finds it; the test skips without one."""
+    spec = importlib.util.spec_from_file_location(
+        "bundle_dependencies", REPO / "deploy" / "bundle_dependencies.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bundler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundler)
+    python: str | None = bundler.find_python("3.12")
+    if python is None:
+        pytest.skip("no Python 3.12 here: the zip is built without bytecode (and says so)")
+    return python
+
+
+def test_every_module_in_the_zip_has_bytecode(names: list[str]) -> None:
+    _lambda_python()
+    present = set(names)
+    sources = [PurePosixPath(name) for name in names if name.endswith(".py")]
+    missing = [
+        str(source)
+        for source in sources
+        if str(source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc") not in present
+    ]
+    assert not missing
+
+
+def test_lambdas_python_imports_the_code_from_the_zips_bytecode(
+    bundle: zipfile.ZipFile, tmp_path: Path
+) -> None:
+    # As on Lambda: the unzipped code on a path where nothing can be written, imported by
+    # Python 3.12. "-v" names the file each module's code came from.
+    python = _lambda_python()
+    bundle.extractall(tmp_path)
+    result = subprocess.run(
+        [python, "-v", "-c", "import asgi_lambda_mw, starlette.applications, mangum"],
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ["PATH"],
+            "PYTHONPATH": str(tmp_path),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded_from = re.findall(r"^# code object from '?(.+?)'?$", result.stderr, re.MULTILINE)
+    from_the_zip = [path for path in loaded_from if path.startswith(str(tmp_path))]
+    for package, module in [
+        ("asgi_lambda_mw", "__init__"),
+        ("asgi_lambda_mw", "handler"),
+        ("starlette", "applications"),
+        ("mangum", "adapter"),
+    ]:
+        assert str(tmp_path / package / "__pycache__" / f"{module}.cpython-312.pyc") in from_the_zip
+    compiled_here = [path for path in from_the_zip if path.endswith(".py")]
+    assert not compiled_here
 
 
 def test_zip_holds_nothing_but_the_code_and_installed_dependencies(
@@ -398,7 +477,10 @@ def test_zip_holds_nothing_but_the_code_and_installed_dependencies(
     stray = [
         name
         for name in names
-        if not name.endswith("/") and name not in recorded and _top_level([name]).isdisjoint(ours)
+        if not name.endswith("/")
+        and name not in recorded
+        and _top_level([name]).isdisjoint(ours)
+        and "__pycache__" not in PurePosixPath(name).parts  # checked by the bytecode test
     ]
     assert not stray
 
