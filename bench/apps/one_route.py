@@ -153,8 +153,9 @@ class _PassThrough:
 
 
 class _OneJSONLine(_PassThrough):
-    """A pass-through layer that also writes the least an access log writes: one JSON line
-    (method, path, status) per request on stdout, flushed."""
+    """A layer whose ``send`` wrapper notes the status (adding no header), and which writes the
+    least an access log writes: one JSON line (method, path, status) per request on stdout,
+    flushed."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
