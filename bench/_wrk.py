@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-from bench._common import ORIGIN, pinned
+from bench._common import ORIGIN, alternate, median, pinned
 
 _RATE = re.compile(r"Requests/sec:\s+([0-9.]+)")
 _TOTAL = re.compile(r"(\d+) requests in")
@@ -62,3 +64,17 @@ def requests_per_second(
     if match is None:
         raise RuntimeError(f"no Requests/sec in wrk's output:\n{output}")
     return float(match[1])
+
+
+def alternated_requests_per_second(
+    urls: Mapping[str, str], *, seconds: float, rounds: int
+) -> dict[str, float]:
+    """Median req/s per URL of ``rounds`` wrk runs in rotation (A B A B ...), after one
+    uncounted 1 s run against each."""
+    for url in urls.values():
+        requests_per_second(url, seconds=1)
+    results = alternate(
+        [functools.partial(requests_per_second, url, seconds=seconds) for url in urls.values()],
+        rounds,
+    )
+    return {name: median(values) for name, values in zip(urls, results, strict=True)}

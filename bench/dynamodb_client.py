@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -216,16 +215,7 @@ def _throughput(smoke: bool) -> list[Row]:
             "lean": f"http://127.0.0.1:{lean_port}/hello/198.51.100.23",
             "boto3": f"http://127.0.0.1:{boto_port}/hello/198.51.100.23",
         }
-        for url in urls.values():
-            _wrk.requests_per_second(url, seconds=1)
-        results = alternate(
-            [
-                functools.partial(_wrk.requests_per_second, url, seconds=seconds)
-                for url in urls.values()
-            ],
-            rounds,
-        )
-    rps = {key: median(values) for key, values in zip(urls, results, strict=True)}
+        rps = _wrk.alternated_requests_per_second(urls, seconds=seconds, rounds=rounds)
     note = (
         f"median req/s of {rounds} wrk runs of {seconds:.0f} s in rotation; the stub alone "
         f"(5 ms, same CPU as wrk) answers {stub_alone:,.0f} req/s at c=32 and "

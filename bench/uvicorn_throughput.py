@@ -7,15 +7,12 @@ pinned to CPU 1, so the load generator does not take the server's core. Runs in 
 from __future__ import annotations
 
 import contextlib
-import functools
 
 from bench import _wrk
 from bench._common import (
     Row,
     Target,
-    alternate,
     free_port,
-    median,
     process,
     row,
     skipped,
@@ -41,16 +38,7 @@ def measure(smoke: bool) -> list[Row]:
         for factory, port in ports.items():
             servers.enter_context(process(uvicorn_command(factory, port), port=port))
         urls = {factory: f"http://127.0.0.1:{port}/hello/world" for factory, port in ports.items()}
-        for url in urls.values():  # warm-up, uncounted
-            _wrk.requests_per_second(url, seconds=1)
-        results = alternate(
-            [
-                functools.partial(_wrk.requests_per_second, url, seconds=seconds)
-                for url in urls.values()
-            ],
-            rounds,
-        )
-    rps = {factory: median(values) for factory, values in zip(urls, results, strict=True)}
+        rps = _wrk.alternated_requests_per_second(urls, seconds=seconds, rounds=rounds)
     note = f"median req/s of {rounds} wrk runs of {seconds:.0f} s each, in rotation"
     rows = [
         row(
