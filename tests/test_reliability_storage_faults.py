@@ -61,7 +61,8 @@ START = 1_800_000_000.0  # the start of a minute
 LIMIT = 5
 CLIENT = ("203.0.113.7", 40000)
 ORIGIN = "https://app.example"
-BUDGET = 0.1  # the middleware's time budget in these tests (seconds)
+BUDGET = 0.25  # the middleware's default time budget (seconds): a loaded CI machine has slowed
+# moto past 0.1 s in a request that should have been answered
 # Generous: the budget plus scheduling noise on a loaded CI machine; a hang would be 30 s+.
 LATENCY_BOUND = BUDGET + 1.5
 STOPPED = "stopped"  # not a proxy fault: the proxy's port is closed
