@@ -5,7 +5,6 @@ logged once and never crashes uvicorn or the Lambda handler.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -230,24 +229,13 @@ async def test_fastapi_without_json_handler_keeps_its_text_500_logged_once(
     assert len(logs.errors()) == 1
 
 
-@pytest.fixture
-def mangum_loop() -> Iterator[None]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
 def invoke(app: Any, event: dict[str, Any]) -> dict[str, Any]:
     handler: Any = Mangum(app, lifespan="off")
     response: dict[str, Any] = handler(event, LambdaContext())
     return response
 
 
-@pytest.mark.usefixtures("mangum_loop")
+@pytest.mark.usefixtures("lambda_loop")
 def test_under_mangum_exception_before_start_is_a_json_500(logs: Records) -> None:
     response = invoke(stack(fail_before_start), http_api_event(request_id="gw-500"))
     assert response["statusCode"] == 500
@@ -259,7 +247,7 @@ def test_under_mangum_exception_before_start_is_a_json_500(logs: Records) -> Non
     assert len(logs.errors()) == 1
 
 
-@pytest.mark.usefixtures("mangum_loop")
+@pytest.mark.usefixtures("lambda_loop")
 def test_under_mangum_failure_mid_stream_is_a_500_not_a_truncated_200(logs: Records) -> None:
     response = invoke(stack(fail_mid_stream), http_api_event(request_id="gw-mid"))
     assert response["statusCode"] == 500
@@ -271,7 +259,7 @@ def test_under_mangum_failure_mid_stream_is_a_500_not_a_truncated_200(logs: Reco
     assert len(logs.errors()) == 1
 
 
-@pytest.mark.usefixtures("mangum_loop")
+@pytest.mark.usefixtures("lambda_loop")
 def test_under_mangum_an_app_that_never_answers_gets_a_json_500(logs: Records) -> None:
     async def silent(scope: Scope, receive: Receive, send: Send) -> None:
         return None
@@ -284,7 +272,7 @@ def test_under_mangum_an_app_that_never_answers_gets_a_json_500(logs: Records) -
     ]
 
 
-@pytest.mark.usefixtures("mangum_loop")
+@pytest.mark.usefixtures("lambda_loop")
 def test_under_mangum_a_streamed_body_arrives_whole(logs: Records) -> None:
     response = invoke(stack(stream_fine), http_api_event())
     assert (response["statusCode"], response["body"]) == (200, "one two three")

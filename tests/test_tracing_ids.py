@@ -9,7 +9,6 @@ X-Ray header: https://docs.aws.amazon.com/xray/latest/devguide/xray-concepts.htm
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -77,18 +76,6 @@ def log_text() -> _Lines:
     handler = _Lines()
     logging.getLogger("asgi_lambda_mw").addHandler(handler)
     return handler
-
-
-@pytest.fixture
-def mangum_loop() -> Iterator[None]:
-    """An event loop for Mangum (which runs each invocation on the current loop), closed after."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 async def get(
@@ -193,7 +180,7 @@ def _invoke(app: Any, event: dict[str, Any], context: LambdaContext) -> dict[str
     return response
 
 
-uses_mangum = pytest.mark.usefixtures("mangum_loop")
+uses_mangum = pytest.mark.usefixtures("lambda_loop")
 
 
 @uses_mangum

@@ -6,7 +6,6 @@ https://docs.aws.amazon.com/powertools/python/latest/core/logger/#standard-struc
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -124,17 +123,6 @@ def logs() -> JSONLines:
     return handler
 
 
-@pytest.fixture
-def mangum_loop() -> Iterator[None]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
 async def request(app: Any, path: str = "/", **kwargs: Any) -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -169,7 +157,7 @@ async def test_access_line_duration_comes_from_the_injected_clock(logs: JSONLine
     assert response.headers["server-timing"] == "total;dur=250.0"
 
 
-@pytest.mark.usefixtures("mangum_loop")
+@pytest.mark.usefixtures("lambda_loop")
 def test_access_line_under_lambda_carries_function_fields_and_cold_start(
     logs: JSONLines,
 ) -> None:
